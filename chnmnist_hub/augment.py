@@ -1,0 +1,59 @@
+"""Batched augmentation on whatever device the batch is on: every image gets its own random
+warp (rotation, scale, shear, translation, a smooth elastic field), stroke thickness and contrast.
+
+Parameters are drawn for the whole global batch from a generator the caller seeds, so a DDP rank
+that takes its slice of the batch gets exactly the parameters a single process would have used.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def draw_params(n: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
+    def u(lo, hi, *shape):
+        return torch.rand(n, *shape, generator=generator, device=device) * (hi - lo) + lo
+
+    return {
+        "angle": u(-15, 15) * (math.pi / 180),
+        "scale": u(0.85, 1.08),
+        "aspect": u(-0.15, 0.15),
+        "shear": u(-0.25, 0.25),
+        "shift": u(-0.08, 0.08, 2),
+        "elastic": u(-1, 1, 2, 5, 5) * u(0.0, 0.06)[:, None, None, None],
+        "thickness": torch.randint(0, 6, (n,), generator=generator, device=device),
+        "gamma": u(0.7, 1.3),
+    }
+
+
+def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """x: float (B, 1, H, W) in [0, 1], ink bright -> augmented batch, same shape."""
+    b, _, h, w = x.shape
+    cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
+    sx = p["scale"] * torch.exp(p["aspect"])
+    sy = p["scale"] * torch.exp(-p["aspect"])
+    sh = p["shear"]
+    # Output->input mapping for grid_sample: rotate . shear . scale, inverted by dividing by scale.
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = cos / sx
+    theta[:, 0, 1] = (-sin + sh * cos) / sx
+    theta[:, 1, 0] = sin / sy
+    theta[:, 1, 1] = (cos + sh * sin) / sy
+    theta[:, :, 2] = p["shift"]
+    grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
+    field = F.interpolate(p["elastic"].to(x.dtype), size=(h, w), mode="bicubic", align_corners=False)
+    grid = grid + field.permute(0, 2, 3, 1)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Stroke weight: mostly as canonicalized, sometimes a pen a pixel thinner or thicker.
+    k = p["thickness"].view(b, 1, 1, 1)
+    thick = F.max_pool2d(out, 3, 1, 1)
+    thin = -F.max_pool2d(-out, (1, 2), 1, 0)
+    thin = F.pad(thin, (0, 1, 0, 0))
+    out = torch.where(k == 0, thin, torch.where(k == 5, thick, out))
+    return out.clamp(0, 1).pow(p["gamma"].view(b, 1, 1, 1))
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return apply(x, draw_params(x.shape[0], generator, x.device))
