@@ -64,6 +64,13 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
 
 # ---------------------------------------------------------------- Kaggle layout (zip or folder)
 
+def _text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{where} is not a UTF-8 text file") from None
+
+
 def _parse_csv(text: str, where: str) -> list[tuple[int, int, int, int]]:
     rows = []
     reader = csv.DictReader(io.StringIO(text))
@@ -118,7 +125,7 @@ def _load_zip(p: Path) -> Dataset:
         members = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
         if CSV_NAME not in members:
             raise DataError(f"{p} has no {CSV_NAME}; is it the Chinese MNIST zip from Kaggle?")
-        rows = _parse_csv(zf.read(members[CSV_NAME]).decode("utf-8-sig"), f"{CSV_NAME} in {p.name}")
+        rows = _parse_csv(_text(zf.read(members[CSV_NAME]), f"{CSV_NAME} in {p.name}"), f"{CSV_NAME} in {p.name}")
 
         def read(name: str) -> bytes:
             if name not in members:
@@ -135,7 +142,7 @@ def _load_folder(p: Path) -> Dataset:
     csvs = [p / CSV_NAME] if (p / CSV_NAME).exists() else list(p.rglob(CSV_NAME))
     if not csvs:
         raise DataError(f"{p} has no {CSV_NAME}; point to the unpacked Chinese MNIST folder")
-    rows = _parse_csv(csvs[0].read_text(encoding="utf-8-sig"), str(csvs[0]))
+    rows = _parse_csv(_text(csvs[0].read_bytes(), str(csvs[0])), str(csvs[0]))
     files = {f.name: f for f in p.rglob("input_*.jpg")}
 
     def read(name: str) -> bytes:
@@ -147,6 +154,12 @@ def _load_folder(p: Path) -> Dataset:
 
 
 # ---------------------------------------------------------------- the report's pickle
+
+def _latin1_encode(text, encoding="latin1", errors="strict") -> bytes:
+    if not isinstance(text, str) or encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise DataError("refused: the pickle asks for a text encoding other than latin-1")
+    return text.encode("latin1", errors="strict")
+
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Admits the few globals numpy needs to rebuild arrays; refuses everything else."""
@@ -161,6 +174,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes (numpy's array data)
+            return _latin1_encode
         raise DataError(f"refused: the pickle asks to load {module}.{name}; only numpy arrays are allowed")
 
 
