@@ -61,12 +61,12 @@ def open_image(source) -> Image.Image:
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
+    if getattr(im, "n_frames", 1) > 1:  # the first frame, before exif_transpose copies the current one
+        im.seek(0)
     try:
         im = ImageOps.exif_transpose(im) or im
     except Exception:  # a broken EXIF block must not cost the user their image
         pass
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im).astype(np.float32)
