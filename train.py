@@ -28,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
     p.add_argument("--out", required=True, help="model folder to write (config.json, model.safetensors, README.md, plots, metrics)")
     p.add_argument("--subset", type=int, help="train on only this many training images (smoke runs)")
+    p.add_argument("--extra-train", metavar="NPZ", help="extra synthetic training images (tools/make_synth_train.py); never the sketch set")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")

@@ -90,16 +90,30 @@ def read_labelled_folder(folder) -> tuple[list[Path], np.ndarray]:
     return files, np.array(labels, np.int64)
 
 
+_FOLDER_CACHE: dict = {}
+
+
+def _canonical_folder(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[int]]:
+    # Several models scored on one folder in one process (training sweeps) canonicalize it once.
+    index = folder / "labels.csv"
+    key = (str(folder.resolve()), index.stat().st_mtime_ns, preprocess.VERSION)
+    if key not in _FOLDER_CACHE:
+        files, labels = read_labelled_folder(folder)
+        canon = np.zeros((len(files), preprocess.SIZE, preprocess.SIZE), np.uint8)
+        failed = []
+        for i, f in enumerate(files):
+            try:
+                canon[i] = preprocess.canonicalize_uint8(f)
+            except ImageError:
+                failed.append(i)
+        _FOLDER_CACHE.clear()
+        _FOLDER_CACHE[key] = (files, labels, canon, failed)
+    return _FOLDER_CACHE[key]
+
+
 def evaluate_folder(model, folder) -> dict:
     """Accuracy on a folder of labelled images; an unreadable or blank image counts as wrong."""
-    files, labels = read_labelled_folder(folder)
-    canon = np.zeros((len(files), preprocess.SIZE, preprocess.SIZE), np.uint8)
-    failed = []
-    for i, f in enumerate(files):
-        try:
-            canon[i] = preprocess.canonicalize_uint8(f)
-        except ImageError:
-            failed.append(i)
+    files, labels, canon, failed = _canonical_folder(Path(folder))
     result = _score(model, canon, labels)
     if failed:
         ok = result["predictions"] == labels

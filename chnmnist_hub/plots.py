@@ -70,12 +70,13 @@ def confusion_png(cm: np.ndarray, examples: list[np.ndarray] | None = None) -> b
     ticks = [f"{l.character} {l.value}" if font else f"{l.pinyin} {l.value}" for l in LABELS]
     ax.set_xticks(range(n), ticks, rotation=90, fontproperties=font, fontsize=8)
     ax.set_yticks(range(n), ticks, fontproperties=font, fontsize=8)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    pad = 8 if font else 40
+    ax.set_xlabel("predicted", labelpad=pad), ax.set_ylabel("true", labelpad=pad)
     if font is None and examples is not None:
         from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
         for i, img in enumerate(examples):
-            for xy, box in (((-0.5, i), (-3.2, i)), ((i, n - 0.5), (i, n + 2.2))):
+            for xy, box in (((-0.5, i), (-4.6, i)), ((i, n - 0.5), (i, n + 3.4))):
                 ab = AnnotationBbox(OffsetImage(255 - img, cmap="gray", zoom=0.28), xy, xybox=box, xycoords="data",
                                     frameon=False, annotation_clip=False)
                 ax.add_artist(ab)

@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "auto"
     out: str = "out"
     subset: int | None = None
+    extra_train: str | None = None
     resume: bool = False
     compile: bool = False
     amp: bool = True
@@ -234,13 +235,20 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     canon = preprocess.canonicalize_dataset(ds.images)
     to_dev = lambda idx: (torch.from_numpy(canon[idx]).to(device), torch.from_numpy(ds.labels[idx]).to(device))
     xtr, ytr = to_dev(train_idx)
+    n_extra = 0
+    if cfg.extra_train:
+        ex_images, ex_labels = _load_extra(cfg.extra_train)
+        n_extra = len(ex_labels)
+        xtr = torch.cat([xtr, torch.from_numpy(preprocess.canonicalize_dataset(ex_images)).to(device)])
+        ytr = torch.cat([ytr, torch.from_numpy(ex_labels).to(device)])
     xval, yval = to_dev(split.val)
     xte, yte = to_dev(split.test)
 
     training_info = {**split.describe(ds), "data_fingerprint": ds.fingerprint(), "n_train": int(len(train_idx)), "epochs": cfg.epochs, "recipe": cfg.recipe,
                      "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed, "augment": cfg.augment,
                      "optimizer": cfg.optimizer, "weight_decay": cfg.weight_decay,
-                     "label_smoothing": cfg.label_smoothing, "subset": cfg.subset, "command": cfg.command}
+                     "label_smoothing": cfg.label_smoothing, "subset": cfg.subset, "command": cfg.command,
+                     "extra_train": Path(cfg.extra_train).name if cfg.extra_train else None, "n_extra_train": n_extra}
     config = make_config(cfg.model, cfg.model_args(), training=training_info,
                          weights_dtype="float16" if cfg.model == "resnet18" else "float32")
     model = ChnmnistModel(config).to(device)
@@ -249,7 +257,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     optimizer = _make_optimizer(cfg, model.parameters())
 
     ckpt = out / CHECKPOINT_NAME
-    start_epoch, history, train_seconds, seen = 0, [], 0.0, 0
+    start_epoch, history, train_seconds, seen, first_loss = 0, [], 0.0, 0, None
     if cfg.resume and ckpt.exists():
         meta = _load_checkpoint(ckpt, model, optimizer)
         mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "seed", "batch_size", "recipe", "subset", "epochs")}
@@ -259,6 +267,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             raise TrainingError(f"--resume: the checkpoint in {out} was made with other settings ({diff})")
         start_epoch, history = meta["epoch"] + 1, meta["history"]
         train_seconds, seen = meta["train_seconds"], meta["seen"]
+        first_loss = meta.get("first_step_loss")  # the run's first step, not the resumed one's
         _log(d, cfg, f"resuming from epoch {start_epoch + 1} of {cfg.epochs}")
     elif cfg.resume:
         _log(d, cfg, f"--resume: no checkpoint in {out}; starting from the beginning")
@@ -279,7 +288,6 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     from tqdm import tqdm
 
-    first_loss = None
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         t0 = time.perf_counter()
@@ -341,7 +349,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             # The whole log rewritten atomically: a failed write leaves the previous one.
             _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
             _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "history": history, "train_seconds": train_seconds,
-                                                      "seen": seen, "cfg": asdict(cfg)})
+                                                      "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg)})
             msg = f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}"
             _log(d, cfg, msg + (f"  test {row['test_accuracy']:.4f}" if cfg.track_test else "") + f"  ({epoch_seconds:.1f}s)")
         _barrier(d)
@@ -354,6 +362,18 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         result = _finish(cfg, d, device, model, ds, split, xte, yte, history, train_seconds, seen, amp, first_loss)
     _barrier(d)
     return result
+
+
+def _load_extra(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic training images (tools/make_synth_train.py): an .npz of images and labels."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = np.asarray(z["images"]), np.asarray(z["labels"]).astype(np.int64)
+    except (OSError, KeyError, ValueError) as e:
+        raise TrainingError(f"--extra-train {path}: not an .npz with 'images' and 'labels' ({e})") from None
+    if images.ndim != 3 or images.dtype != np.uint8 or labels.shape != (len(images),) or not ((labels >= 0) & (labels < NUM_CLASSES)).all():
+        raise TrainingError(f"--extra-train {path}: needs uint8 images (N, H, W) and labels 0-14 (N,)")
+    return images, labels
 
 
 def _global_mean(loss: torch.Tensor, count: int, d: Dist) -> float:
