@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--filters", type=int, nargs="+", help="CNN filters per conv layer, e.g. 16 32 or 32 64 (default 32 64)")
     p.add_argument("--pool", action=argparse.BooleanOptionalAction, default=None, help="CNN max-pooling (default on)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None, help="CNN batch norm (default on)")
+    p.add_argument("--input-size", type=int, help="ResNet input side: the 64x64 canonical image is enlarged to it (default 64)")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder to this hub repo at the end")
     p.add_argument("--sketchset", help="labelled image folder to score at the end (default: data/sketchset)")
     p.add_argument("--track-test", action="store_true", help="also log test accuracy every epoch (for benchmarks; never used to choose)")

@@ -55,13 +55,15 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         weakest = "| class | test accuracy |\n|---|---|\n" + weakest
     else:
         weakest = "not measured"
-    load = f'model = ch.load_model("{name}")'
+    hub_id = repo_id if repo_id and "/" in repo_id and not repo_id.startswith(("models/", ".", "/")) else f"<user>/{name.split('/')[-1]}"
+    load = (f'model = ch.load_model("models/{name.split("/")[-1]}")   # the folder in the project repository\n'
+            f'model = ch.load_model("{hub_id}")   # or the hub repo it was pushed to')
     timm_load = ""
     if arch == "resnet18":
         timm_load = (
             "The same folder loads with plain timm (the input must still go through "
             "`chnmnist_hub.canonicalize`):\n\n```python\nimport timm\n"
-            f'net = timm.create_model("hf-hub:{name}", pretrained=True)\n```\n'
+            f'net = timm.create_model("hf-hub:{hub_id}", pretrained=True)\n```\n'
         )
     fields = {
         "yaml_index": yaml_index,
@@ -85,6 +87,15 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         "weights_dtype": ours.get("weights_dtype", "float32"),
         "preprocess_version": str(ours["preprocess"]["version"]),
         "notes": notes or "",
+        "tta": (f"Predictions average {1 + len([a for a in ours['tta']['angles'] if a])} views of the canonical image "
+                f"(rotations {', '.join(f'{a:g}°' for a in ours['tta']['angles'])}), batched into one forward pass; "
+                "set `chnmnist.tta` in config.json to `{}` for a single view.")
+               if (ours.get("tta") or {}).get("angles") else "One forward pass per image (no test-time views).",
+        "random_note": metrics.get("random_split_note", ""),
+        "trained_with": (f" It was trained when the library's preprocessing was version {ours['preprocess']['trained_with_version']}; "
+                         f"version {ours['preprocess']['version']} gives bit-for-bit the same canonical images for every training "
+                         "image (SHA-1 of them in config.json), and differs only on photos with uneven light.")
+                        if ours["preprocess"].get("trained_with_version") not in (None, ours["preprocess"]["version"]) else "",
         "library_version": ours.get("library_version", "?"),
     }
     return Template(_template()).safe_substitute(fields)

@@ -7,6 +7,8 @@ of labelled images (``labels.csv`` with ``file,index``), such as the sketch-styl
 from __future__ import annotations
 
 import csv
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ def _score(model, canon_u8: np.ndarray, labels: np.ndarray, batch: int = 512) ->
     with torch.inference_mode():
         for i in range(0, len(canon_u8), batch):
             x = torch.from_numpy(canon_u8[i : i + batch]).float().div_(255)[:, None].to(model.device)
-            preds.append(model(x).argmax(1).cpu().numpy())
+            preds.append(model.probabilities(x).argmax(1).cpu().numpy())
     p = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     np.add.at(cm, (labels, p), 1)
@@ -93,19 +95,31 @@ def read_labelled_folder(folder) -> tuple[list[Path], np.ndarray]:
 _FOLDER_CACHE: dict = {}
 
 
+def _canonical_or_none(path: Path) -> np.ndarray | None:
+    torch.set_num_threads(1)
+    try:
+        return preprocess.canonicalize_uint8(path)
+    except ImageError:
+        return None
+
+
 def _canonical_folder(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[int]]:
     # Several models scored on one folder in one process (training sweeps) canonicalize it once.
     index = folder / "labels.csv"
     key = (str(folder.resolve()), index.stat().st_mtime_ns, preprocess.VERSION)
     if key not in _FOLDER_CACHE:
         files, labels = read_labelled_folder(folder)
+        workers = min(os.cpu_count() or 1, 16)
+        if len(files) >= 200 and workers > 1:
+            with ProcessPoolExecutor(workers) as ex:
+                results = list(ex.map(_canonical_or_none, files, chunksize=16))
+        else:
+            results = [_canonical_or_none(f) for f in files]
         canon = np.zeros((len(files), preprocess.SIZE, preprocess.SIZE), np.uint8)
-        failed = []
-        for i, f in enumerate(files):
-            try:
-                canon[i] = preprocess.canonicalize_uint8(f)
-            except ImageError:
-                failed.append(i)
+        failed = [i for i, r in enumerate(results) if r is None]
+        for i, r in enumerate(results):
+            if r is not None:
+                canon[i] = r
         _FOLDER_CACHE.clear()
         _FOLDER_CACHE[key] = (files, labels, canon, failed)
     return _FOLDER_CACHE[key]

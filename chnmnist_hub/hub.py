@@ -37,7 +37,8 @@ def make_config(architecture: str, model_args: dict | None = None, training: dic
         "model_args": {"in_chans": 1},
         "label_names": [label.character for label in LABELS],
         "pretrained_cfg": {
-            "input_size": [1, preprocess.SIZE, preprocess.SIZE], "fixed_input_size": False,
+            "input_size": [1, args.get("input_size", preprocess.SIZE), args.get("input_size", preprocess.SIZE)],
+            "fixed_input_size": False,
             "interpolation": "bilinear", "crop_pct": 1.0, "mean": [0.0], "std": [1.0],
             "num_classes": NUM_CLASSES, "first_conv": "conv1" if architecture == "resnet18" else "features.0",
             "classifier": "fc",
@@ -64,12 +65,17 @@ def _check_config(config, where: str) -> dict:
     labels = ours.get("labels")
     if not isinstance(labels, list) or [l.get("character") if isinstance(l, dict) else None for l in labels] != [l.character for l in LABELS]:
         raise ModelError(f"{where}: config.json's labels are not the 15 Chinese numerals in this library's order")
-    version = (ours.get("preprocess") or {}).get("version")
+    pre = ours.get("preprocess")
+    version = pre.get("version") if isinstance(pre, dict) else None
     if version != preprocess.VERSION:
-        raise ModelError(f"{where}: the model was trained with preprocessing version {version}, "
+        raise ModelError(f"{where}: the model was trained with preprocessing version {version!r}, "
                          f"this library has version {preprocess.VERSION}; update chnmnist_hub or retrain")
     if ours.get("weights_dtype", "float32") not in ("float32", "float16", "bfloat16"):
         raise ModelError(f"{where}: config.json has an unknown weights_dtype {ours.get('weights_dtype')!r}")
+    tta = ours.get("tta") or {}
+    angles = tta.get("angles", []) if isinstance(tta, dict) else None
+    if not isinstance(angles, list) or len(angles) > 8 or not all(isinstance(a, (int, float)) and abs(a) <= 30 for a in angles):
+        raise ModelError(f"{where}: config.json's tta must be {{\"angles\": [up to 8 rotations within 30 degrees]}}")
     try:
         model_args_for(ours["model"], **(ours.get("model_args") or {}))
     except (ModelError, TypeError, ValueError) as e:
@@ -108,12 +114,15 @@ class ChnmnistModel(nn.Module, ModelHubMixin, library_name="chnmnist_hub", tags=
         ours = config["chnmnist"]
         self.architecture = ours["model"]
         self.net = build_network(self.architecture, ours.get("model_args"))
+        self.input_size = int((ours.get("model_args") or {}).get("input_size", preprocess.SIZE))
 
     @classmethod
     def create(cls, architecture: str, model_args: dict | None = None, **config_kwargs) -> "ChnmnistModel":
         return cls(make_config(architecture, model_args, **config_kwargs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.net(x)
 
     @property
@@ -127,13 +136,23 @@ class ChnmnistModel(nn.Module, ModelHubMixin, library_name="chnmnist_hub", tags=
     # ------------------------------------------------------------ prediction
 
     @torch.inference_mode()
-    def predict_canonical(self, x: torch.Tensor, top_k: int = 5) -> list[list[dict]]:
-        """Top-k for an already canonical batch (N, 1, 64, 64) in [0, 1]."""
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 15) for a canonical batch, averaged over the test-time views
+        that config.json names (``chnmnist.tta.angles``: small rotations, one forward pass)."""
         was_training = self.training
         self.eval()
-        probs = F.softmax(self(x.to(self.device, torch.float32)).float(), dim=1).cpu()
+        x = x.to(self.device, torch.float32)
+        angles = [float(a) for a in (self.config["chnmnist"].get("tta") or {}).get("angles", [])]
+        views = [x] + [_rotate(x, a) for a in angles if a != 0]
+        probs = F.softmax(self(torch.cat(views)).float(), dim=1).reshape(len(views), len(x), -1).mean(0)
         if was_training:
             self.train()
+        return probs
+
+    @torch.inference_mode()
+    def predict_canonical(self, x: torch.Tensor, top_k: int = 5) -> list[list[dict]]:
+        """Top-k for an already canonical batch (N, 1, 64, 64) in [0, 1]."""
+        probs = self.probabilities(x).cpu()
         k = max(1, min(int(top_k), NUM_CLASSES))
         values, indices = probs.topk(k, dim=1)
         return [[{**LABELS[i].as_dict(), "probability": round(float(p), 6)} for p, i in zip(pv.tolist(), iv.tolist())]
@@ -191,6 +210,21 @@ class ChnmnistModel(nn.Module, ModelHubMixin, library_name="chnmnist_hub", tags=
     # ------------------------------------------------------------ loading
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "ChnmnistModel":
+        """The mixin's loader (it reads config.json itself), with its failures in one line, as load_model."""
+        name = str(pretrained_model_name_or_path)
+        try:
+            if os.path.isfile(os.path.join(name, CONFIG_NAME)):  # a local folder: load_model's checks and words
+                _check_config(_read_config(os.path.join(name, CONFIG_NAME), name), name)
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except ChnmnistError:
+            raise
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{name}: config.json is not valid JSON ({e})") from None
+        except Exception as e:  # e.g. a config.json that is JSON but not an object
+            raise ModelError(f"could not load {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
                          local_files_only=False, token=None, config=None, map_location="cpu", **kwargs):
         from safetensors import SafetensorError
@@ -222,6 +256,13 @@ class ChnmnistModel(nn.Module, ModelHubMixin, library_name="chnmnist_hub", tags=
         model.net.load_state_dict(state)
         model.eval()
         return model.to(map_location)
+
+
+def _rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    a = torch.tensor(degrees * torch.pi / 180.0)
+    theta = torch.tensor([[torch.cos(a), -torch.sin(a), 0.0], [torch.sin(a), torch.cos(a), 0.0]], device=x.device)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _read_config(path: str, where: str) -> dict:

@@ -10,26 +10,32 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, NoCharacterError
 
-VERSION = 1  # bump when the output changes: models record the version they were trained with
+VERSION = 3  # bump when the output changes: models record the version they were trained with
 SIZE = 64  # output side
 BOX = 48  # the character's longer side in the output
 STROKE = 3.0  # stroke width in output pixels
 _UP = 4  # strokes are measured and redrawn at this multiple of the output resolution
 _WORK = 512  # larger inputs are reduced to this longer side first: nothing finer survives anyway
+_GRID = 8  # blocks a side for the paper-level map
+_INK = 0.35  # ink strength (of the strongest) that counts as a stroke
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check then fires on anything larger
+# What Pillow raises on damaged files (it takes SyntaxError, IndexError, TypeError, struct.error for format errors)
+_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, TypeError, KeyError, struct.error)
 
 
 # ---------------------------------------------------------------- reading any image into grey
@@ -43,6 +49,8 @@ def open_image(source) -> Image.Image:
             raise ImageError(f"{p} is a folder, not an image")
         if not p.exists():
             raise ImageError(f"{p} does not exist")
+        if not p.is_file():  # a FIFO or device would block or stream forever
+            raise ImageError(f"{p} is not a regular file")
     elif isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -56,7 +64,7 @@ def open_image(source) -> Image.Image:
         raise
     except Image.DecompressionBombError:
         raise ImageError(f"{name} is too large to decode safely (a decompression bomb?)") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
         raise ImageError(f"{name} is not an image we can read (unknown format, empty, truncated or corrupt)") from None
 
 
@@ -74,7 +82,7 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     if mode == "F":
         return np.asarray(im, dtype=np.float32)
     if mode in ("RGBA", "LA", "PA", "P", "RGBa", "La") or "transparency" in im.info:
-        return np.asarray(im.convert("RGBA"))
+        return np.asarray((im.convert("LA") if mode == "La" else im).convert("RGBA"))  # Pillow has no La -> RGBA
     if mode in ("L", "1"):
         return np.asarray(im.convert("L"))
     return np.asarray(im.convert("RGB"))
@@ -108,9 +116,21 @@ def to_grey(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike, bytes, bytearray)) or hasattr(image, "read"):
         image = open_image(image)
     if isinstance(image, Image.Image):
-        a = _pil_to_array(image)
+        w, h = image.size
+        if w * h > MAX_PIXELS:  # before the pixels of a lazily opened image are decoded
+            raise ImageError(f"image is too large ({w}x{h} pixels); the limit is {MAX_PIXELS // 1_000_000} megapixels")
+        try:
+            a = _pil_to_array(image)
+        except _DECODE_ERRORS:  # decoding a lazily opened, damaged file
+            raise ImageError("image is not one we can read (truncated or corrupt)") from None
     elif isinstance(image, torch.Tensor):
-        a = image.detach().cpu().numpy()
+        t = image.detach().cpu()
+        if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+            t = t.float()  # bfloat16, float8: numpy has no such type
+        try:
+            a = t.numpy()
+        except (TypeError, RuntimeError):
+            raise ImageError(f"cannot read a tensor of type {t.dtype} with layout {t.layout}") from None
     elif isinstance(image, np.ndarray):
         a = image
     else:
@@ -169,28 +189,78 @@ def _ink_map(g: np.ndarray) -> torch.Tensor:
         s = _WORK / max(h, w)
         x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")
         h, w = x.shape[-2:]
-    # Paper is what fills the border; ink is whatever differs from it.
-    b = max(1, min(h, w) // 20)
-    border = torch.cat([x[..., :b, :].flatten(), x[..., -b:, :].flatten(), x[..., :, :b].flatten(), x[..., :, -b:].flatten()])
-    if border.median() > 0.5:
+    # Ink is the minority that stands out from the typical pixel: bright ink on dark paper if the
+    # brightest pixels are further from the median than the darkest (a 2x2 mean first, so that
+    # single pixels do not decide). Shadows darken paper but ink stays darker still.
+    smooth = F.avg_pool2d(x, 2, 1) if min(h, w) >= 2 else x
+    med = x.median()
+    if smooth.max() - med < med - smooth.min():
         x = 1.0 - x
-    # Uneven light: subtract a smooth local paper level (a low percentile per block, taken as
-    # the darkest of each block's neighbours so that blocks full of ink see their paper too).
-    n = 8 if min(h, w) >= 32 else 1
+    # Paper level: a low percentile per block, each block taking the lowest of its neighbours'
+    # (a block full of ink borrows their paper). On scans and sketchpads that map is flat and
+    # is simply subtracted.
+    n = _GRID if min(h, w) >= 4 * _GRID else 1
+    uneven = False
     if n > 1:
         bh, bw = h // n, w // n
         blocks = x[..., : bh * n, : bw * n].reshape(n, bh, n, bw).permute(0, 2, 1, 3).reshape(n * n, -1)
         level = blocks.kthvalue(max(1, blocks.shape[1] // 5), dim=1).values.reshape(1, 1, n, n)
         level = -F.max_pool2d(-level, 3, 1, 1)
+        # Uneven light tints much of the page; very bold strokes raise only a few blocks.
+        lo = level.min()
+        uneven = float(level.max() - lo) >= 0.1 and float((level > lo + 0.05).float().mean()) >= 0.25
         level = F.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
     else:
         level = x.flatten().kthvalue(max(1, x.numel() // 5)).values
-    x = (x - level).clamp_(min=0)
+    if not uneven:
+        x = (x - level).clamp_(min=0)
+    else:
+        # Uneven light (photos): a top-hat. Subtract the image opened with a window wider than a
+        # pen stroke, so what is left is thin and bright, i.e. strokes; then drop what is not
+        # strokes (specks, shadow blobs, paper edges).
+        s = min(1.0, 160 / min(h, w))  # the background is smooth: estimate it small
+        small = F.interpolate(x, scale_factor=s, mode="area") if s < 1 else x
+        k = max(5, round(min(small.shape[-2:]) / 8)) | 1
+        bg = ndimage.grey_opening(small[0, 0].numpy(), size=(k, k), mode="nearest")
+        bg = ndimage.uniform_filter(bg, size=max(3, k // 3), mode="nearest")  # no blocky edges
+        bg = torch.from_numpy(bg)[None, None]
+        if s < 1:
+            bg = F.interpolate(bg, size=(h, w), mode="bilinear", align_corners=False)
+        x = (x - bg).clamp_(min=0)
     # The strongest ink sets the scale; a 2x2 mean first so that one hot pixel cannot.
     peak = F.avg_pool2d(x, 2, 1).max() if min(h, w) >= 2 else x.max()
     if peak < 0.08:
         raise NoCharacterError("no character found: the image is blank or has almost no contrast")
-    return (x / peak).clamp_(0, 1)
+    x = (x / peak).clamp_(0, 1)
+    return _keep_strokes(x) if uneven else x
+
+
+def _keep_strokes(ink: torch.Tensor) -> torch.Tensor:
+    """Zero what is not pen strokes: specks smaller than a pen dot, solid blobs far thicker than the
+    strokes (shadows, thumbs), and shapes that hug the image border (paper edges, table)."""
+    full = (ink[0, 0] > _INK).numpy()
+    labels, n = ndimage.label(full, structure=np.ones((3, 3)))
+    if n <= 1:
+        return ink
+    mask = full
+    idx = np.arange(1, n + 1)
+    dist = ndimage.distance_transform_edt(mask)
+    ridge = mask & (dist >= ndimage.maximum_filter(dist, size=3))
+    width = 2.0 * float(np.median(dist[ridge]))  # typical stroke width, robust to a few blobs
+    area = ndimage.sum_labels(mask, labels, idx)
+    thick = 2.0 * ndimage.maximum(dist, labels, idx)
+    h, w = mask.shape
+    contact = np.zeros(n + 1)
+    for edge, side in ((labels[0], w), (labels[-1], w), (labels[:, 0], h), (labels[:, -1], h)):
+        counts = np.bincount(edge, minlength=n + 1) / side
+        contact = np.maximum(contact, counts)
+    keep = (area >= max(3.0, 0.5 * width * width)) & (thick <= 3.0 * width + 2) & (contact[1:] < 0.25)
+    if not keep.any():
+        keep[np.argmax(area)] = True
+    if keep.all():
+        return ink
+    kept = ndimage.binary_dilation(np.isin(labels, idx[keep]), iterations=2)
+    return ink * torch.from_numpy(kept)[None, None]
 
 
 def _bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
@@ -211,7 +281,7 @@ def _bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
 def canonicalize_uint8(image) -> np.ndarray:
     """Any image -> uint8 (64, 64), ink bright on black, in the canonical form."""
     ink = _ink_map(to_grey(image))
-    mask = (ink > 0.35).float()
+    mask = (ink > _INK).float()
     if mask.sum() < 4:
         raise NoCharacterError("no character found: too little ink")
     y0, y1, x0, x1 = _bbox(mask)

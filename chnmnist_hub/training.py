@@ -60,6 +60,7 @@ class TrainConfig:
     filters: list[int] | None = None
     pool: bool | None = None
     batchnorm: bool | None = None
+    input_size: int | None = None
     push_to_hub: str | None = None
     sketchset: str | None = None
     track_test: bool = False
@@ -92,7 +93,7 @@ class TrainConfig:
 
     def model_args(self) -> dict:
         if self.model != "cnn":
-            return {}
+            return {"input_size": self.input_size} if self.input_size else {}
         return {k: v for k, v in (("filters", self.filters), ("pool", self.pool), ("batchnorm", self.batchnorm)) if v is not None}
 
 
