@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from .errors import ChnmnistError, ImageError
 
@@ -28,6 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="Chinese MNIST zip, folder or chn_mnist pickle; or a folder with labels.csv")
     ev.add_argument("--split", choices=["random", "writer"], help="default: the split the model was trained on")
     return p
+
+
+def _emit(obj: dict) -> None:
+    """One JSON object a line. Where stdout cannot encode a character (a file name that is not valid
+    UTF-8, a terminal that is not UTF-8), that line is written in ASCII escapes: still valid JSON."""
+    try:
+        print(json.dumps(obj, ensure_ascii=False), flush=True)
+    except UnicodeEncodeError:
+        print(json.dumps(obj), flush=True)
 
 
 def _predict(args) -> int:
@@ -58,10 +68,10 @@ def _predict(args) -> int:
         for f in files:
             if f in errors:
                 status = EXIT_FILE_ERROR
-                print(json.dumps({"file": f, "error": errors[f]}, ensure_ascii=False), flush=True)
+                _emit({"file": f, "error": errors[f]})
                 continue
             for name, _ in models:
-                print(json.dumps({"file": f, "model": name, "top": results[(f, name)]}, ensure_ascii=False), flush=True)
+                _emit({"file": f, "model": name, "top": results[(f, name)]})
     return status
 
 
@@ -74,7 +84,7 @@ def _evaluate(args) -> int:
     print(f"{args.model}: accuracy {result['accuracy']:.4f} on {result['n']} images ({result['split']})", file=sys.stderr)
     out = {"model": args.model, "data": args.data, "accuracy": round(result["accuracy"], 6), "n": result["n"],
            "split": result["split"], "per_class_accuracy": result["per_class_accuracy"]}
-    print(json.dumps(out, ensure_ascii=False))
+    _emit(out)
     return EXIT_OK
 
 
@@ -83,6 +93,9 @@ def main(argv=None) -> int:
     from huggingface_hub.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # its retry warnings are not for our users; failures still reach them
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images get their own line
     try:
         return _predict(args) if args.command == "predict" else _evaluate(args)
     except ChnmnistError as e:
