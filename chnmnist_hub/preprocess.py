@@ -209,7 +209,8 @@ def _ink_map(g: np.ndarray) -> torch.Tensor:
         # Uneven light tints much of the page; very bold strokes raise only a few blocks.
         lo = level.min()
         uneven = float(level.max() - lo) >= 0.1 and float((level > lo + 0.05).float().mean()) >= 0.25
-        level = F.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
+        # A constant map (most scans and sketches) needs no enlarging: the same result, cheaper.
+        level = lo if bool((level == lo).all()) else F.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
     else:
         level = x.flatten().kthvalue(max(1, x.numel() // 5)).values
     if not uneven:
