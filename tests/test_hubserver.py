@@ -208,7 +208,8 @@ def test_subprocess_uses_hub_through_environ(local_hub, tmp_path):
     assert (tmp_path / "child_home" / "hub" / "models--alice--sub").is_dir()
 
 
-def test_standalone_start_stop(tmp_path):
+def test_standalone_start_stop(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest makes the suite offline by default
     with LocalHub(tmp_path / "s") as hub:
         api = HfApi(endpoint=hub.url, token="x")
         api.create_repo("bob/r")
