@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="train without augmentation")
     p.add_argument("--recipe", choices=["ours", "seed"], default="ours",
                    help="seed: the original report's settings (CNN SGD lr 1e-5 momentum 0.9, ResNet Adam lr 1e-5, batch 64, no augmentation)")
-    p.add_argument("--filters", type=int, nargs="+", help="CNN filters per conv layer, e.g. 16 32 or 32 64 (default 32 64)")
+    p.add_argument("--filters", type=int, nargs="+", help="CNN filters per conv layer, e.g. 16 32 or 32 64 (default 16 32; the bundled CNN is 32 64)")
     p.add_argument("--pool", action=argparse.BooleanOptionalAction, default=None, help="CNN max-pooling (default on)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None, help="CNN batch norm (default on)")
     p.add_argument("--input-size", type=int, help="ResNet input side: the 64x64 canonical image is enlarged to it (default 64)")

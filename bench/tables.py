@@ -461,8 +461,11 @@ def render_cnn_variants(data: dict | None, source: str) -> str:
     m = data.get("machine", {})
     out = [f"## CNN variants, CPU (`bench/cnn_variants.py`): {data['subset']} training images, {data['epochs']} epochs, lr {data.get('lr')}", "",
            f"- Machine: {m.get('cpu')}, {m.get('cores')} cores; date {m.get('date')}; load average at the end "
-           f"{'/'.join(f'{v:.1f}' for v in m.get('load', []))}", f"- Source: `{source}`; baseline: the default (32/64 filters, pooling, batch norm)", ""]
-    base = next((r for r in data["runs"] if r["filters"] == [32, 64] and r["pool"] and r["batchnorm"] and "error" not in r), None)
+           f"{'/'.join(f'{v:.1f}' for v in m.get('load', []))}", f"- Source: `{source}`; baseline: the default (16/32 filters, pooling, batch norm, chosen by this table)", ""]
+    from chnmnist_hub.models import CNN_DEFAULTS
+
+    base = next((r for r in data["runs"] if r["filters"] == CNN_DEFAULTS["filters"] and r["pool"] == CNN_DEFAULTS["pool"]
+                 and r["batchnorm"] == CNN_DEFAULTS["batchnorm"] and "error" not in r), None)
     rows = []
     for r in data["runs"]:
         if "error" in r:

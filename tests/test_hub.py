@@ -87,7 +87,7 @@ def test_cnn_variants(filters, pool, batchnorm):
 
 def test_cnn_defaults():
     model = ch.create_model("cnn")
-    assert model.config["chnmnist"]["model_args"] == {"filters": [32, 64], "pool": True, "batchnorm": True}
+    assert model.config["chnmnist"]["model_args"] == {"filters": [16, 32], "pool": True, "batchnorm": True}
 
 
 def test_resnet18_is_timm(resnet16):
