@@ -193,10 +193,7 @@ class ChnmnistModel(nn.Module, ModelHubMixin, library_name="chnmnist_hub", tags=
         cfg = _check_config(config or self.config, str(folder))
         files = {CONFIG_NAME: (json.dumps(cfg, indent=2, ensure_ascii=False) + "\n").encode(),
                  WEIGHTS_NAME: self.weights_bytes()}
-        existing_card = folder / CARD_NAME
-        if extra_files and CARD_NAME in extra_files:
-            pass
-        elif not existing_card.exists():
+        if CARD_NAME not in (extra_files or {}) and not (folder / CARD_NAME).exists():
             files[CARD_NAME] = render_card(cfg, **(model_card_kwargs or {})).encode()
         files.update(extra_files or {})
         _atomic_write_files(folder, files)
