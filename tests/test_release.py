@@ -36,6 +36,8 @@ def writer_scores(release, dataset):
 def _check(name, key, value):
     target = TARGETS[name][key]
     if (name, key) in MISSED:
+        # Strict: a release that reaches the target fails here until it is taken off MISSED.
+        assert value < target, f"{name} now reaches the {key} target ({value:.4f}); take it off MISSED"
         pytest.xfail(f"{name} misses the {key} target: {value:.4f} < {target}")
     assert value >= target, f"{name}: {key} accuracy {value:.4f} is below the target {target}"
 
