@@ -364,7 +364,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     result = {}
     if d.master:
-        result = _finish(cfg, d, device, model, ds, split, xte, yte, history, train_seconds, seen, amp, first_loss)
+        result = _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss)
     _barrier(d)
     return result
 
@@ -389,7 +389,7 @@ def _global_mean(loss: torch.Tensor, count: int, d: Dist) -> float:
     return float(t[0] / t[1])
 
 
-def _finish(cfg, d, device, model, ds, split, xte, yte, history, train_seconds, seen, amp, first_loss) -> dict:
+def _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss) -> dict:
     from .card import render_card
     from .plots import confusion_png, curves_png
 
@@ -416,7 +416,7 @@ def _finish(cfg, d, device, model, ds, split, xte, yte, history, train_seconds, 
     files = {
         "metrics.json": (json.dumps(metrics, indent=2) + "\n").encode(),
         "training_curves.png": curves_png(history),
-        "confusion_matrix.png": confusion_png(cm, canonical_examples(ds)),
+        "confusion_matrix.png": confusion_png(cm, canonical_examples(ds, canon)),
         "README.md": render_card(model.config, metrics=metrics, repo_id=cfg.push_to_hub, command=cfg.command).encode(),
     }
     model.save_pretrained(out, extra_files=files)
@@ -425,9 +425,10 @@ def _finish(cfg, d, device, model, ds, split, xte, yte, history, train_seconds, 
     return metrics
 
 
-def canonical_examples(ds: Dataset) -> list[np.ndarray]:
+def canonical_examples(ds: Dataset, canon: np.ndarray | None = None) -> list[np.ndarray]:
     """One canonical image a class, used to label plots without needing a CJK font."""
-    canon = preprocess.canonicalize_dataset(ds.images)
+    if canon is None:  # the training loop passes the array it already has
+        canon = preprocess.canonicalize_dataset(ds.images)
     return [canon[np.flatnonzero(ds.labels == c)[0]] if (ds.labels == c).any() else np.zeros((64, 64), np.uint8)
             for c in range(NUM_CLASSES)]
 
