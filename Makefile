@@ -30,7 +30,7 @@ bench: $(STAMP)
 # The release models, as in their cards (long on a CPU; seconds on a GPU).
 train-release: $(STAMP)
 	$(PY) tools/make_synth_train.py --out out/synth_train.npz
-	$(PY) train.py --model cnn --filters 32 64 --split writer --extra-train out/synth_train.npz --out runs/chnmnist-cnn
+	$(PY) train.py --model cnn --split writer --extra-train out/synth_train.npz --out runs/chnmnist-cnn
 	$(PY) train.py --model resnet18 --split writer --extra-train out/synth_train.npz --out runs/chnmnist-resnet18
 
 clean:

@@ -23,14 +23,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, NoCharacterError
 
-VERSION = 3  # bump when the output changes: models record the version they were trained with
+VERSION = 4  # bump when the output changes: models record the version they were trained with
 SIZE = 64  # output side
 BOX = 48  # the character's longer side in the output
 STROKE = 3.0  # stroke width in output pixels
 _UP = 4  # strokes are measured and redrawn at this multiple of the output resolution
 _WORK = 512  # larger inputs are reduced to this longer side first: nothing finer survives anyway
 _GRID = 8  # blocks a side for the paper-level map
-_INK = 0.35  # ink strength (of the strongest) that counts as a stroke
+_INK = 0.35  # ink strength (of the strongest) that surely is a stroke
+_WEAK = 0.15  # fainter ink counts too where it touches sure strokes (hysteresis)
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check then fires on anything larger
@@ -264,6 +265,21 @@ def _keep_strokes(ink: torch.Tensor) -> torch.Tensor:
     return ink * torch.from_numpy(kept)[None, None]
 
 
+def _stroke_mask(ink: torch.Tensor) -> torch.Tensor:
+    """Pixels that are strokes: sure ink, plus fainter ink connected to it. A light pen or a
+    faint scan leaves whole strokes at a third of the darkest one's strength; a fixed cut-off
+    would break them into fragments, while noise that touches no sure stroke stays out."""
+    weak = (ink[0, 0] > _WEAK).numpy()
+    labels, n = ndimage.label(weak, structure=np.ones((3, 3)))
+    if n == 0:
+        return torch.zeros_like(ink)
+    sure = np.unique(labels[(ink[0, 0] > _INK).numpy()])
+    keep = np.zeros(n + 1, bool)
+    keep[sure] = True
+    keep[0] = False
+    return torch.from_numpy(keep[labels]).float()[None, None]
+
+
 def _bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
     # Bounds by ink mass, trimming a sliver on each side so that a stray speck cannot stretch them.
     def bounds(profile: torch.Tensor) -> tuple[int, int]:
@@ -282,7 +298,7 @@ def _bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
 def canonicalize_uint8(image) -> np.ndarray:
     """Any image -> uint8 (64, 64), ink bright on black, in the canonical form."""
     ink = _ink_map(to_grey(image))
-    mask = (ink > _INK).float()
+    mask = _stroke_mask(ink)
     if mask.sum() < 4:
         raise NoCharacterError("no character found: too little ink")
     y0, y1, x0, x1 = _bbox(mask)
@@ -292,7 +308,9 @@ def canonicalize_uint8(image) -> np.ndarray:
     big = BOX * _UP
     s = big / max(h, w)
     th, tw = max(1, round(h * s)), max(1, round(w * s))
-    crop = ink[..., y0:y1, x0:x1]
+    # Faint strokes that were kept count as fully as strong ones: pen pressure and scanner
+    # contrast are not part of the character.
+    crop = (ink * mask / (2 * _WEAK)).clamp_(max=1.0)[..., y0:y1, x0:x1]
     crop = F.interpolate(crop, size=(th, tw), mode="area" if s < 1 else "bilinear", align_corners=None if s < 1 else False)
     # A thin line shrunk below a pixel keeps its place but loses strength: threshold relative
     # to what survived rather than to 1.

@@ -36,9 +36,9 @@ def mad(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() / 255)
 
 
-def assert_same(out: np.ndarray, ref: np.ndarray, min_match=0.9, max_mad=0.07):
+def assert_same(out: np.ndarray, ref: np.ndarray, min_match=0.9, max_mad=0.07, tol=1):
     assert out.shape == (64, 64) and out.dtype == np.uint8
-    m, d = match(out, ref), mad(out, ref)
+    m, d = match(out, ref, tol), mad(out, ref)
     assert m >= min_match and d <= max_mad, f"match {m:.3f} (>= {min_match}), mean abs diff {d:.3f} (<= {max_mad})"
 
 
@@ -279,12 +279,43 @@ def test_phone_photo(refs, k):
     assert_same(canonicalize_uint8(big), refs[k])
 
 
+def faint_scan(strokes_strong, strokes_faint, faint_level: float, size=64, width=2) -> np.ndarray:
+    """A scan like Chinese MNIST's lightest writers: thin light strokes on black, some at a
+    fraction of the strongest's brightness."""
+    strong = 255 - draw_character(strokes_strong, size=size, width=width).astype(np.float32)
+    faint = 255 - draw_character(strokes_faint, size=size, width=width).astype(np.float32)
+    return np.maximum(strong * 0.6, faint * 0.6 * faint_level).astype(np.uint8)
+
+
+@pytest.mark.parametrize("level", [0.25, 0.3, 0.45])
+def test_faint_stroke_is_kept(refs, level):
+    # 十 whose vertical stroke is a third as bright as its horizontal one: a fixed cut-off at
+    # 0.35 of the strongest ink read it as 一 (version 3); fainter ink touching a sure stroke counts.
+    horizontal, vertical = STROKES[10]
+    out = canonicalize_uint8(faint_scan([horizontal], [vertical], level))
+    assert_same(out, refs[10], min_match=0.8, max_mad=0.1)
+    assert match(out, refs[1]) < 0.8
+
+
+def test_faint_specks_apart_from_strokes_are_dropped(refs):
+    # Scanner noise at 0.2 of the ink's brightness, touching no stroke, stays out of the character.
+    scan = faint_scan(STROKES[1], [], 0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, 64, 40), rng.integers(0, 64, 40)
+    far = np.abs(ys - 32) > 4
+    scan[ys[far], xs[far]] = 0.2 * scan.max()
+    assert_same(canonicalize_uint8(scan.astype(np.uint8)), refs[1])
+
+
 @pytest.mark.parametrize("k", sorted(SHAPES))
 def test_scale_and_position_invariance(refs, k):
     small_in_corner = canonicalize_uint8(on_canvas(SHAPES[k], 800, 150, (20, 20), 6))
     large_in_centre = canonicalize_uint8(on_canvas(SHAPES[k], 200, 180, (10, 10), 12))
     assert_same(small_in_corner, large_in_centre)
-    assert_same(small_in_corner, refs[k])
+    # An 800 px canvas is reduced to 512 px first, which softens the pen's edges; since version 4
+    # soft ink touching a stroke counts as stroke, so these come out up to ~1 px bolder than the
+    # reference: the same strokes within 2 px.
+    assert_same(small_in_corner, refs[k], tol=2)
 
 
 @pytest.mark.parametrize("k", sorted(SHAPES))
