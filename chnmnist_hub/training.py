@@ -447,4 +447,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as a reader would retype it (the card shows it)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["torchrun", f"--nproc_per_node={world}"] if "LOCAL_RANK" in os.environ else ["python"]
+    return " ".join(shlex.quote(a) for a in [*launcher, Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -32,6 +32,11 @@ def canonical_sha1(images: np.ndarray) -> str:
     return hashlib.sha1(preprocess.canonicalize_dataset(images).tobytes()).hexdigest()
 
 
+def retyped(command: str) -> str:
+    # Runs recorded before training.command_line named the launcher start with the script.
+    return "python " + command if command.startswith("train.py") else command
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -62,6 +67,7 @@ def main() -> int:
                           "stroke": preprocess.STROKE, "trained_with_version": trained_version}
     ours["training"]["canonical_sha1"] = hashes
     ours["tta"] = {"angles": args.tta_angles} if args.tta_angles else {}
+    ours["training"]["command"] = retyped(ours["training"].get("command", ""))
     if "--data" not in ours["training"].get("command", ""):  # bench/gpu.py passed the data path itself
         ours["training"]["command"] += f" --data {args.gpu_data}"
     ours["library_version"] = ch.__version__
@@ -81,7 +87,7 @@ def main() -> int:
         "test_accuracy": test["accuracy"], "n_test": test["n"], "split": test["split"],
         "per_class_accuracy": test["per_class_accuracy"], "confusion_matrix": test["confusion_matrix"],
         "sketch_accuracy": sketch["accuracy"], "sketch_n": sketch["n"], "sketch_per_class_accuracy": sketch["per_class_accuracy"],
-        "random_split_accuracy": twin["test_accuracy"], "random_split_command": twin_cfg["command"],
+        "random_split_accuracy": twin["test_accuracy"], "random_split_command": retyped(twin_cfg["command"]),
         "random_split_note": "measured on the twin run's own test part, without test-time views",
         "tta": ours["tta"],
         **{k: run_metrics[k] for k in ("train_seconds", "images_per_second", "epochs_run", "device", "world_size", "recipe")},
