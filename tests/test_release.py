@@ -103,3 +103,12 @@ def test_cli_evaluate_prints_the_release_figure(release, data_zip):
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last["split"] == "writer" and last["n"] == 1500
     assert last["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_benchmarks_md_shows_the_bundled_figures(release):
+    """BENCHMARKS.md's release table is generated from the folders; it must not lag a new release."""
+    name, _, _, metrics = release
+    rows = [line for line in (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8").splitlines() if line.startswith(f"| {name} |")]
+    assert len(rows) == 1, f"{name} is not in BENCHMARKS.md's release table: run bench/tables.py"
+    for key in ("test_accuracy", "sketch_accuracy", "random_split_accuracy"):
+        assert f"{100 * metrics[key]:.2f}%" in rows[0], f"BENCHMARKS.md shows another {key} for {name}: run bench/tables.py"

@@ -80,14 +80,20 @@ def main() -> int:
 
     test = evaluate_dataset(model, ds)
     sketch = evaluate_folder(model, ROOT / "data" / "sketchset")
+    one_view = ChnmnistModel({**config, "chnmnist": {**ours, "tta": {}}})
+    one_view.net.load_state_dict(model.net.state_dict())
+    sketch_one_view = evaluate_folder(one_view.eval(), ROOT / "data" / "sketchset")["accuracy"]
     run_metrics = json.loads((args.run / "metrics.json").read_text())
     twin = json.loads((args.random_run / "metrics.json").read_text())
-    twin_cfg = _read_config(args.random_run / "config.json", str(args.random_run))["chnmnist"]["training"]
+    twin_ours = _read_config(args.random_run / "config.json", str(args.random_run))["chnmnist"]
+    twin_cfg = twin_ours["training"]
     metrics = {
         "test_accuracy": test["accuracy"], "n_test": test["n"], "split": test["split"],
         "per_class_accuracy": test["per_class_accuracy"], "confusion_matrix": test["confusion_matrix"],
         "sketch_accuracy": sketch["accuracy"], "sketch_n": sketch["n"], "sketch_per_class_accuracy": sketch["per_class_accuracy"],
+        "sketch_accuracy_one_view": sketch_one_view,
         "random_split_accuracy": twin["test_accuracy"], "random_split_command": retyped(twin_cfg["command"]),
+        "random_split_preprocess_version": twin_ours["preprocess"].get("trained_with_version", twin_ours["preprocess"]["version"]),
         "random_split_note": "measured on the twin run's own test part, without test-time views",
         "tta": ours["tta"],
         **{k: run_metrics[k] for k in ("train_seconds", "images_per_second", "epochs_run", "device", "world_size", "recipe")},
