@@ -275,8 +275,7 @@ def _stroke_mask(ink: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(ink)
     sure = np.unique(labels[(ink[0, 0] > _INK).numpy()])
     keep = np.zeros(n + 1, bool)
-    keep[sure] = True
-    keep[0] = False
+    keep[sure] = True  # sure ink is weak ink too, so label 0 (no ink) is never among them
     return torch.from_numpy(keep[labels]).float()[None, None]
 
 
@@ -310,7 +309,7 @@ def canonicalize_uint8(image) -> np.ndarray:
     th, tw = max(1, round(h * s)), max(1, round(w * s))
     # Faint strokes that were kept count as fully as strong ones: pen pressure and scanner
     # contrast are not part of the character.
-    crop = (ink * mask / (2 * _WEAK)).clamp_(max=1.0)[..., y0:y1, x0:x1]
+    crop = (ink[..., y0:y1, x0:x1] * mask[..., y0:y1, x0:x1] / (2 * _WEAK)).clamp_(max=1.0)
     crop = F.interpolate(crop, size=(th, tw), mode="area" if s < 1 else "bilinear", align_corners=None if s < 1 else False)
     # A thin line shrunk below a pixel keeps its place but loses strength: threshold relative
     # to what survived rather than to 1.
