@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sketchset", help="labelled image folder to score at the end (default: data/sketchset)")
     p.add_argument("--track-test", action="store_true", help="also log test accuracy every epoch (for benchmarks; never used to choose)")
     p.add_argument("--time-limit", type=float, help="stop after this many seconds of training")
+    p.add_argument("--swa-epochs", type=int, default=0,
+                   help="after --epochs, this many more at a constant rate, the weights averaged over their ends (default 0: none)")
+    p.add_argument("--swa-lr", type=float, help="learning rate of the --swa-epochs (default: a fifth of --lr)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p.parse_args(argv)
 

@@ -78,7 +78,8 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         "sketch_accuracy": _pct(metrics.get("sketch_accuracy")),
         "random_split_accuracy": _pct(metrics.get("random_split_accuracy")),
         "weakest": weakest,
-        "epochs": str(training.get("epochs", "?")),
+        # "24 + 6 epochs": the schedule, then the epochs at a constant rate whose ends are averaged.
+        "epochs": str(training.get("epochs", "?")) + (f" + {training['swa_epochs']}" if training.get("swa_epochs") else ""),
         "train_seconds": f"{metrics['train_seconds']:.1f}" if metrics.get("train_seconds") is not None else "?",
         "device": str(metrics.get("device", "?")),
         "command": command or training.get("command", "(not recorded)"),

@@ -65,6 +65,8 @@ class TrainConfig:
     sketchset: str | None = None
     track_test: bool = False
     time_limit: float | None = None
+    swa_epochs: int = 0
+    swa_lr: float | None = None
     quiet: bool = False
     command: str = ""
     # filled in from the recipe
@@ -89,6 +91,10 @@ class TrainConfig:
                 setattr(self, k, v)
         if self.epochs < 1 or self.batch_size < 1 or not (self.lr > 0) or not math.isfinite(self.lr):
             raise TrainingError("--epochs and --batch-size must be at least 1 and --lr a positive number")
+        if self.swa_lr is None:
+            self.swa_lr = self.lr / 5
+        if self.swa_epochs < 0 or not (self.swa_lr > 0) or not math.isfinite(self.swa_lr):
+            raise TrainingError("--swa-epochs must be 0 or more and --swa-lr a positive number")
         return self
 
     def model_args(self) -> dict:
@@ -132,10 +138,11 @@ def _barrier(d: Dist) -> None:
 
 # ---------------------------------------------------------------- checkpoints (safetensors only)
 
-def _save_checkpoint(path: Path, model, optimizer, meta: dict) -> None:
+def _save_checkpoint(path: Path, model, optimizer, meta: dict, swa: dict | None = None) -> None:
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"swa.{k}": v.detach().cpu().contiguous() for k, v in (swa or {}).items()})
     opt = optimizer.state_dict()
     for pid, st in opt["state"].items():
         for k, v in st.items():
@@ -146,7 +153,8 @@ def _save_checkpoint(path: Path, model, optimizer, meta: dict) -> None:
     _atomic_write_files(path.parent, {path.name: data})
 
 
-def _load_checkpoint(path: Path, model, optimizer) -> dict:
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[dict, dict]:
+    """Restores model and optimizer; returns the run's meta and the weight average so far (may be empty)."""
     from safetensors import safe_open
 
     try:
@@ -162,7 +170,8 @@ def _load_checkpoint(path: Path, model, optimizer) -> dict:
             _, pid, name = k.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
-    return meta
+    swa = {k[4:]: v for k, v in tensors.items() if k.startswith("swa.")}
+    return meta, swa
 
 
 # ---------------------------------------------------------------- the loop
@@ -254,6 +263,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
                      "optimizer": cfg.optimizer, "weight_decay": cfg.weight_decay,
                      "label_smoothing": cfg.label_smoothing, "subset": cfg.subset, "command": cfg.command,
                      "extra_train": Path(cfg.extra_train).name if cfg.extra_train else None, "n_extra_train": n_extra}
+    if cfg.swa_epochs:
+        training_info.update(swa_epochs=cfg.swa_epochs, swa_lr=cfg.swa_lr)
     config = make_config(cfg.model, cfg.model_args(), training=training_info,
                          weights_dtype="float16" if cfg.model == "resnet18" else "float32")
     model = ChnmnistModel(config).to(device)
@@ -263,8 +274,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     ckpt = out / CHECKPOINT_NAME
     start_epoch, history, train_seconds, seen, first_loss = 0, [], 0.0, 0, None
+    # Weight averaging (SWA): after the cosine schedule, a few epochs at a constant rate, the
+    # weights averaged over their ends; a flatter optimum that generalises to unseen writers.
+    swa, swa_n = {}, 0
     if cfg.resume and ckpt.exists():
-        meta = _load_checkpoint(ckpt, model, optimizer)
+        meta, swa = _load_checkpoint(ckpt, model, optimizer)
         mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "seed", "batch_size", "recipe", "subset", "epochs")}
         theirs = {k: meta["cfg"].get(k) for k in mine}
         if mine != theirs:
@@ -273,7 +287,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         start_epoch, history = meta["epoch"] + 1, meta["history"]
         train_seconds, seen = meta["train_seconds"], meta["seen"]
         first_loss = meta.get("first_step_loss")  # the run's first step, not the resumed one's
-        _log(d, cfg, f"resuming from epoch {start_epoch + 1} of {cfg.epochs}")
+        swa_n = meta.get("swa_n", 0) if swa else 0
+        _log(d, cfg, f"resuming from epoch {start_epoch + 1} of {cfg.epochs + cfg.swa_epochs}")
     elif cfg.resume:
         _log(d, cfg, f"--resume: no checkpoint in {out}; starting from the beginning")
 
@@ -293,14 +308,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     from tqdm import tqdm
 
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs + cfg.swa_epochs):
         net.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=_generator("cpu", cfg.seed, epoch, -1)).to(device)
         loss_acc = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         count = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.master or cfg.quiet,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs + cfg.swa_epochs}", disable=not d.master or cfg.quiet,
                    leave=False, file=sys.stderr)
         for step in bar:
             gidx = perm[step * bsz : (step + 1) * bsz]
@@ -316,7 +331,10 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             y = y[d.rank :: d.world]
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = _lr_at(epoch * steps_per_epoch + step, total_steps, cfg.lr, cfg.recipe)
+            if epoch < cfg.epochs:
+                lr = _lr_at(epoch * steps_per_epoch + step, total_steps, cfg.lr, cfg.recipe)
+            else:
+                lr = cfg.swa_lr
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast():
@@ -346,6 +364,15 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             dist.all_reduce(totals)
         row = {"epoch": epoch + 1, "train_loss": float(totals[0] / totals[2]), "train_accuracy": float(totals[1] / totals[2]),
                "lr": lr, "epoch_seconds": round(epoch_seconds, 4), "train_seconds": round(train_seconds, 4)}
+        if epoch >= cfg.epochs:
+            with torch.no_grad():
+                for k, p in model.named_parameters():
+                    if k in swa:
+                        swa[k] += (p.detach() - swa[k]) / (swa_n + 1)
+                    else:
+                        swa[k] = p.detach().clone()
+            swa_n += 1
+            row["swa_models"] = swa_n
         if d.master:
             row["val_accuracy"], row["val_loss"], _ = evaluate_tensor(model, xval, yval, amp=amp)
             if cfg.track_test:
@@ -354,8 +381,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             # The whole log rewritten atomically: a failed write leaves the previous one.
             _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
             _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "history": history, "train_seconds": train_seconds,
-                                                      "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg)})
-            msg = f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}"
+                                                      "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg),
+                                                      "swa_n": swa_n}, swa)
+            msg = f"epoch {epoch + 1}/{cfg.epochs + cfg.swa_epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}"
             _log(d, cfg, msg + (f"  test {row['test_accuracy']:.4f}" if cfg.track_test else "") + f"  ({epoch_seconds:.1f}s)")
         _barrier(d)
         if cfg.time_limit and train_seconds >= cfg.time_limit:
@@ -364,9 +392,41 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     result = {}
     if d.master:
+        if swa_n:
+            _use_average(model, swa, xtr, bsz)
+            acc, _, _ = evaluate_tensor(model, xval, yval, amp=amp)
+            history[-1]["swa_val_accuracy"] = acc
+            _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
+            _log(d, cfg, f"weights averaged over the last {swa_n} epochs: val {acc:.4f}")
         result = _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss)
     _barrier(d)
     return result
+
+
+def _use_average(model, swa: dict, images_u8: torch.Tensor, batch: int) -> None:
+    """Load the averaged weights, then measure batch-norm statistics afresh for them (the running
+    ones belong to the last epoch's weights), on the training images as the model will see images:
+    canonical, not augmented."""
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(swa[k].to(p.device, p.dtype))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over all batches
+    model.train()
+    with torch.inference_mode(False), torch.no_grad():
+        for i in range(0, len(images_u8), batch):
+            x = images_u8[i : i + batch, None].float().div_(255)
+            if x.is_cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            model(x)
+    for m, mom in zip(norms, saved):
+        m.momentum = mom
+    model.eval()
 
 
 def _load_extra(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -450,4 +510,6 @@ def command_line() -> str:
     """The command as a reader would retype it (the card shows it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = ["torchrun", f"--nproc_per_node={world}"] if "LOCAL_RANK" in os.environ else ["python"]
-    return " ".join(shlex.quote(a) for a in [*launcher, Path(sys.argv[0]).name, *sys.argv[1:]])
+    # --resume only says where a run picked up; the same command without it makes the same model.
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    return " ".join(shlex.quote(a) for a in [*launcher, Path(sys.argv[0]).name, *args])

@@ -34,7 +34,8 @@ TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png", "confusion_matrix.png")
 HELP_FLAGS = ["--model", "--data", "--split", "--epochs", "--lr", "--batch-size", "--seed", "--device", "--out", "--subset",
-              "--resume", "--compile", "--no-amp", "--push-to-hub", "--recipe", "--filters", "--pool", "--batchnorm"]
+              "--resume", "--compile", "--no-amp", "--push-to-hub", "--recipe", "--filters", "--pool", "--batchnorm",
+              "--swa-epochs", "--swa-lr"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -432,6 +433,74 @@ def test_seed_recipe_records_the_reports_settings(common, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["recipe"] == "seed"
     assert jsonl(out)[0]["lr"] == pytest.approx(1e-5)  # constant, no warm-up
+
+
+def test_weight_averaging_extends_a_finished_run(common, uninterrupted, tmp_path):
+    """--swa-epochs after a finished schedule (here by --resume): constant-rate epochs, and the model
+    written is their average with batch-norm statistics measured afresh for it."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "model"
+    shutil.copytree(uninterrupted, out)
+    before = load_file(str(out / "checkpoint.safetensors"))
+    ok(train("--out", out, *common, *RESUME, "--resume", "--swa-epochs", "2", "--swa-lr", "0.01"))
+    rows = jsonl(out)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["lr"] for r in rows[3:]] == [0.01, 0.01]
+    assert [r.get("swa_models") for r in rows] == [None, None, None, 1, 2]
+    assert 0 <= rows[-1]["swa_val_accuracy"] <= 1
+    t = json.loads((out / "config.json").read_text(encoding="utf-8"))["chnmnist"]["training"]
+    assert (t["epochs"], t["swa_epochs"], t["swa_lr"]) == (3, 2, 0.01)
+    assert "--resume" not in t["command"] and "--swa-epochs 2" in t["command"]
+    assert "Trained for 3 + 2 epochs" in (out / "README.md").read_text(encoding="utf-8")
+
+    ckpt = load_file(str(out / "checkpoint.safetensors"))
+    model = weights(out)
+    # The checkpoint names tensors as the wrapper holds them (net.*); model.safetensors as timm does.
+    params = [k for k in model if f"swa.net.{k}" in ckpt]
+    assert params and len(params) == len([k for k in ckpt if k.startswith("swa.")])
+    for k in params:
+        assert torch.allclose(model[k], ckpt[f"swa.net.{k}"], atol=1e-6), k
+    # The average is not the last epoch's weights, nor the weights the run resumed from.
+    assert any(not torch.allclose(model[k], ckpt[f"model.net.{k}"]) for k in params)
+    assert any(not torch.allclose(model[k], before[f"model.net.{k}"]) for k in params)
+    stats = [k for k in model if k.endswith("running_mean")]
+    assert stats and all(not torch.allclose(model[k], ckpt[f"model.net.{k}"]) for k in stats)
+    check_model_folder(out, world_size=1, n_train=384)
+
+
+def test_averaged_weights_get_batch_norm_statistics_of_canonical_images():
+    """_use_average: the average's parameters go in, and each batch norm's running mean becomes the
+    mean of what reaches it from the (unaugmented) images, not what the last epoch left there."""
+    import torch
+
+    import chnmnist_hub as ch
+    from chnmnist_hub.training import _use_average
+
+    torch.manual_seed(0)
+    model = ch.create_model("cnn", filters=[4, 8])
+    swa = {k: p.detach() + 0.25 for k, p in model.named_parameters()}
+    images = torch.randint(0, 256, (48, 64, 64), dtype=torch.uint8)
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean.fill_(7.0)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    _use_average(model, swa, images, batch=16)  # three equal batches: their mean is the overall mean
+    hook.remove()
+    assert not model.training
+    for k, p in model.named_parameters():
+        assert torch.equal(p, swa[k]), k
+    expected = torch.cat(seen).mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
+    assert bn.momentum == 0.1  # restored for any later training
+
+
+def test_bad_weight_averaging_settings_fail_in_one_line(common, tmp_path):
+    r = train("--out", tmp_path / "model", *common, "--epochs", "1", "--subset", "300", "--swa-epochs", "-1")
+    assert "--swa-epochs" in one_line_error(r)
 
 
 # ---------------------------------------------------------------- 6-9: failures in one line

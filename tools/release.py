@@ -33,7 +33,9 @@ def canonical_sha1(images: np.ndarray) -> str:
 
 
 def retyped(command: str) -> str:
-    # Runs recorded before training.command_line named the launcher start with the script.
+    # Runs recorded before training.command_line named the launcher start with the script, and
+    # kept --resume (where a run picked up says nothing about how to make it).
+    command = " ".join(a for a in command.split(" ") if a != "--resume")
     return "python " + command if command.startswith("train.py") else command
 
 
