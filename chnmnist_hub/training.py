@@ -287,7 +287,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         start_epoch, history = meta["epoch"] + 1, meta["history"]
         train_seconds, seen = meta["train_seconds"], meta["seen"]
         first_loss = meta.get("first_step_loss")  # the run's first step, not the resumed one's
-        swa_n = meta.get("swa_n", 0) if swa else 0
+        swa_n = history[-1].get("swa_models", 0) if swa and history else 0
         _log(d, cfg, f"resuming from epoch {start_epoch + 1} of {cfg.epochs + cfg.swa_epochs}")
     elif cfg.resume:
         _log(d, cfg, f"--resume: no checkpoint in {out}; starting from the beginning")
@@ -364,25 +364,23 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             dist.all_reduce(totals)
         row = {"epoch": epoch + 1, "train_loss": float(totals[0] / totals[2]), "train_accuracy": float(totals[1] / totals[2]),
                "lr": lr, "epoch_seconds": round(epoch_seconds, 4), "train_seconds": round(train_seconds, 4)}
-        if epoch >= cfg.epochs:
-            with torch.no_grad():
-                for k, p in model.named_parameters():
-                    if k in swa:
-                        swa[k] += (p.detach() - swa[k]) / (swa_n + 1)
-                    else:
-                        swa[k] = p.detach().clone()
-            swa_n += 1
-            row["swa_models"] = swa_n
         if d.master:
+            if epoch >= cfg.epochs:  # only rank 0 saves and uses the average
+                with torch.no_grad():
+                    for k, p in model.named_parameters():
+                        if k in swa:
+                            swa[k] += (p.detach() - swa[k]) / (swa_n + 1)
+                        else:
+                            swa[k] = p.detach().clone()
+                swa_n += 1
+                row["swa_models"] = swa_n
             row["val_accuracy"], row["val_loss"], _ = evaluate_tensor(model, xval, yval, amp=amp)
             if cfg.track_test:
                 row["test_accuracy"], _, _ = evaluate_tensor(model, xte, yte, amp=amp)
             history.append(row)
-            # The whole log rewritten atomically: a failed write leaves the previous one.
-            _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
+            _write_log(out, history)
             _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "history": history, "train_seconds": train_seconds,
-                                                      "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg),
-                                                      "swa_n": swa_n}, swa)
+                                                      "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg)}, swa)
             msg = f"epoch {epoch + 1}/{cfg.epochs + cfg.swa_epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}"
             _log(d, cfg, msg + (f"  test {row['test_accuracy']:.4f}" if cfg.track_test else "") + f"  ({epoch_seconds:.1f}s)")
         _barrier(d)
@@ -396,11 +394,16 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             _use_average(model, swa, xtr, bsz)
             acc, _, _ = evaluate_tensor(model, xval, yval, amp=amp)
             history[-1]["swa_val_accuracy"] = acc
-            _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
+            _write_log(out, history)
             _log(d, cfg, f"weights averaged over the last {swa_n} epochs: val {acc:.4f}")
         result = _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss)
     _barrier(d)
     return result
+
+
+def _write_log(out: Path, history: list[dict]) -> None:
+    # The whole log rewritten atomically: a failed write leaves the previous one.
+    _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
 
 
 def _use_average(model, swa: dict, images_u8: torch.Tensor, batch: int) -> None:
@@ -410,22 +413,10 @@ def _use_average(model, swa: dict, images_u8: torch.Tensor, batch: int) -> None:
     with torch.no_grad():
         for k, p in model.named_parameters():
             p.copy_(swa[k].to(p.device, p.dtype))
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a plain average over all batches
-    model.train()
-    with torch.inference_mode(False), torch.no_grad():
-        for i in range(0, len(images_u8), batch):
-            x = images_u8[i : i + batch, None].float().div_(255)
-            if x.is_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            model(x)
-    for m, mom in zip(norms, saved):
-        m.momentum = mom
+    fmt = torch.channels_last if images_u8.is_cuda else torch.contiguous_format
+    batches = (images_u8[i : i + batch, None].float().div_(255).contiguous(memory_format=fmt) for i in range(0, len(images_u8), batch))
+    with torch.no_grad():
+        torch.optim.swa_utils.update_bn(batches, model)
     model.eval()
 
 
