@@ -19,6 +19,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Chinese MNIST: the Kaggle zip, its unpacked folder, or the chn_mnist pickle (default $CHNMNIST_DATA)")
     p.add_argument("--split", choices=["random", "writer"], default="writer",
                    help="writer: suites 1-90 train (86-90 validation), 91-100 test; random: seeded stratified 900/100 per class")
+    p.add_argument("--val-writers", metavar="SUITES",
+                   help="writer split: the suites of 1-90 that validate, e.g. 1-10 (default 86-90); to compare recipes over other writers")
     p.add_argument("--epochs", type=int, help="passes over the training set (recipe default: CNN 30, ResNet 24; seed 20)")
     p.add_argument("--lr", type=float, help="peak learning rate (ours: 0.1 with warm-up and cosine decay; seed: 1e-5 constant)")
     p.add_argument("--batch-size", type=int, help="global batch, shared among processes (ours 256, seed 64)")

@@ -230,11 +230,30 @@ class Split:
         }
 
 
-def make_split(ds: Dataset, name: str = "random", seed: int = 0) -> Split:
+def parse_writers(text: str) -> list[int]:
+    """'1-10' or '3,7,41-45' -> suite ids; the validation writers of a writer split, which must
+    come out of the training suites 1-90."""
+    suites: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            suites.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise DataError(f"validation writers {text!r}: write suite numbers like 86-90 or 1,5,41-45") from None
+    if not suites or min(suites) < 1 or max(suites) > min(WRITER_TEST) - 1 or len(suites) > 80:
+        raise DataError(f"validation writers {text!r}: name 1 to 80 suites within 1-{min(WRITER_TEST) - 1} "
+                        f"({min(WRITER_TEST)}-{max(WRITER_TEST)} are the test)")
+    return sorted(suites)
+
+
+def make_split(ds: Dataset, name: str = "random", seed: int = 0, val_writers: str | None = None) -> Split:
     """`random`: seeded, stratified, 100 test images a class; `writer`: suites 91-100 are the test.
 
-    Validation always comes out of the training part.
+    Validation always comes out of the training part: under the writer split suites 86-90, or
+    those `val_writers` names (other folds, to cross-validate a recipe over writers).
     """
+    if val_writers and name != "writer":
+        raise DataError("validation writers can only be chosen for the writer split")
     if name == "random":
         rng = np.random.default_rng(seed)
         train, val, test = [], [], []
@@ -253,9 +272,11 @@ def make_split(ds: Dataset, name: str = "random", seed: int = 0) -> Split:
         if (ds.writers < 0).any():
             raise DataError("the writer split needs writer ids (suite_id); this dataset has none (the pickle form)")
         test = np.isin(ds.writers, list(WRITER_TEST))
-        val = np.isin(ds.writers, list(WRITER_VAL))
+        val_suites = parse_writers(val_writers) if val_writers else list(WRITER_VAL)
+        val = np.isin(ds.writers, val_suites)
         parts = [np.flatnonzero(m) for m in (~test & ~val, val, test)]
         if any(len(x) == 0 for x in parts):
-            raise DataError("the writer split needs suites 1-85 (train), 86-90 (validation) and 91-100 (test)")
+            raise DataError(f"the writer split needs training suites, validation suites "
+                            f"({val_writers or '86-90'}) and suites 91-100 (test) in the data")
         return Split(name, *parts, seed=seed)
     raise DataError(f"unknown split {name!r}; choose one of: {', '.join(SPLITS)}")

@@ -42,6 +42,7 @@ class TrainConfig:
     model: str = "resnet18"
     data: str = ""
     split: str = "writer"
+    val_writers: str | None = None
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
@@ -240,7 +241,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.data)
-    split = make_split(ds, cfg.split, seed=cfg.seed)
+    split = make_split(ds, cfg.split, seed=cfg.seed, val_writers=cfg.val_writers)
     train_idx = split.train
     if cfg.subset:
         rng = np.random.default_rng(cfg.seed)
@@ -279,7 +280,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     swa, swa_n = {}, 0
     if cfg.resume and ckpt.exists():
         meta, swa = _load_checkpoint(ckpt, model, optimizer)
-        mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "seed", "batch_size", "recipe", "subset", "epochs")}
+        mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "val_writers", "seed", "batch_size", "recipe", "subset", "epochs")}
         theirs = {k: meta["cfg"].get(k) for k in mine}
         if mine != theirs:
             diff = ", ".join(f"{k}: {theirs[k]} -> {mine[k]}" for k in mine if mine[k] != theirs[k])
@@ -392,8 +393,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     if d.master:
         if swa_n:
             _use_average(model, swa, xtr, bsz)
-            acc, _, _ = evaluate_tensor(model, xval, yval, amp=amp)
-            history[-1]["swa_val_accuracy"] = acc
+            acc, loss, _ = evaluate_tensor(model, xval, yval, amp=amp)
+            history[-1]["swa_val_accuracy"], history[-1]["swa_val_loss"] = acc, loss
             _write_log(out, history)
             _log(d, cfg, f"weights averaged over the last {swa_n} epochs: val {acc:.4f}")
         result = _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss)

@@ -339,6 +339,26 @@ def test_writer_split(dataset):
     assert d["n_test"] == 1500
 
 
+def test_writer_split_other_validation_writers(dataset):
+    # Cross-validating a recipe: another fold of suites 1-90 validates, 86-90 train, 91-100 stay the test.
+    s = ch.make_split(dataset, "writer", seed=0, val_writers="1-10,41")
+    w = dataset.writers
+    assert set(w[s.val].tolist()) == set(range(1, 11)) | {41}
+    assert set(w[s.train].tolist()) == set(range(11, 91)) - {41}
+    assert set(w[s.test].tolist()) == set(range(91, 101))
+    assert np.array_equal(s.test, ch.make_split(dataset, "writer").test)
+
+
+@pytest.mark.parametrize("text, words", [("85-95", "91-100"), ("ten", "86-90"), ("0", "1-90"), ("1-90", "80 suites")])
+def test_bad_validation_writers(dataset, text, words):
+    with pytest.raises(DataError) as e:
+        ch.make_split(dataset, "writer", val_writers=text)
+    assert words in one_line(e)
+    with pytest.raises(DataError) as e:
+        ch.make_split(dataset, "random", val_writers="1-10")
+    assert "writer split" in one_line(e)
+
+
 def test_writer_split_on_pickle_refused(dataset, tmp_path):
     images, labels = _stratified(dataset, per_class=160)
     path = _dump(tmp_path, {"images": images, "targets": np.array([VALUES[i] for i in labels])}, "chn_mnist")

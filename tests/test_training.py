@@ -35,7 +35,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png", "confusion_matrix.png")
 HELP_FLAGS = ["--model", "--data", "--split", "--epochs", "--lr", "--batch-size", "--seed", "--device", "--out", "--subset",
               "--resume", "--compile", "--no-amp", "--push-to-hub", "--recipe", "--filters", "--pool", "--batchnorm",
-              "--swa-epochs", "--swa-lr"]
+              "--swa-epochs", "--swa-lr", "--val-writers"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -501,6 +501,13 @@ def test_averaged_weights_get_batch_norm_statistics_of_canonical_images():
 def test_bad_weight_averaging_settings_fail_in_one_line(common, tmp_path):
     r = train("--out", tmp_path / "model", *common, "--epochs", "1", "--subset", "300", "--swa-epochs", "-1")
     assert "--swa-epochs" in one_line_error(r)
+
+
+def test_validation_writers_outside_training_suites_fail_in_one_line(common, tmp_path):
+    out = tmp_path / "model"
+    r = train("--out", out, *common, "--epochs", "1", "--subset", "300", "--split", "writer", "--val-writers", "88-92")
+    assert "91-100 are the test" in one_line_error(r)
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------- 6-9: failures in one line
