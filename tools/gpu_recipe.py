@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=420, help="seconds for both stages; packing comes after")
     ap.add_argument("--stage1-share", type=float, default=0.5, help="share of the budget for cross-validation")
     ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--winner", choices=list(RECIPES), help="skip stage 1: this recipe was chosen by an earlier stage 1")
+    ap.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     ap.add_argument("--quick", action="store_true", help="tiny subsets and one epoch (+1 averaged): checks the script on a CPU")
     args = ap.parse_args()
     start = time.time()
@@ -137,10 +139,10 @@ def main() -> int:
         return {"name": name, "stage": stage, "recipe": recipe, "split": split, "seed": seed, "val_writers": val_writers,
                 "out": str(work / name), "cmd": cmd}
 
-    folds, seeds = (FOLDS[:1], SEEDS[:2]) if args.quick else (FOLDS, SEEDS)
+    folds, seeds = (FOLDS[:1], args.seeds[:2]) if args.quick else (FOLDS, args.seeds)
     try:
         # Stage 1: fold by fold, so that a cut-off leaves every recipe with the same folds.
-        jobs = [job("cv", r, "writer", 0, fold) for fold in folds for r in RECIPES]
+        jobs = [] if args.winner else [job("cv", r, "writer", 0, fold) for fold in folds for r in RECIPES]
         cv = run_jobs(jobs, args.parallel, start + args.budget * args.stage1_share, log)
         summary["runs"] += cv
         ok = [r for r in cv if "error" not in r]
@@ -150,6 +152,7 @@ def main() -> int:
         score = {name: sum(round(r["val_accuracy"] * r["n_val"]) for r in ok if r["recipe"] == name and r["val_writers"] in complete)
                  for name in RECIPES}
         winner = max(RECIPES, key=lambda name: (score[name], -list(RECIPES).index(name))) if complete else "base"
+        winner = args.winner or winner
         summary.update(cv_folds_complete=complete, cv_correct=score, winner=winner)
         log({"winner": winner, "folds": complete, "correct": score})
 
