@@ -57,6 +57,29 @@ def result(job: dict) -> dict:
     return row
 
 
+def choose_recipe(cv: list[dict], folds: list[str]) -> tuple[str, list[str], dict]:
+    """The recipe with the most held-out images right, over the folds every recipe finished; ties
+    go to the earlier recipe. With no such fold the current recipe ("base") stays: comparing
+    recipes on different writers would not be fair."""
+    ok = [r for r in cv if "error" not in r]
+    complete = [f for f in folds if all(any(r["recipe"] == name and r["val_writers"] == f for r in ok) for name in RECIPES)]
+    score = {name: sum(round(r["val_accuracy"] * r["n_val"]) for r in ok if r["recipe"] == name and r["val_writers"] in complete)
+             for name in RECIPES}
+    winner = max(RECIPES, key=lambda name: (score[name], -list(RECIPES).index(name))) if complete else "base"
+    return winner, complete, score
+
+
+def choose_seed(final: list[dict]) -> dict | None:
+    """Among seeds whose writer run and random twin both finished: best validation accuracy, then
+    lowest validation loss. Test accuracy plays no part."""
+    ok = {(r["split"], r["seed"]): r for r in final if "error" not in r}
+    pairs = sorted(s for split, s in ok if split == "writer" and ("random", s) in ok)
+    if not pairs:
+        return None
+    best = max(pairs, key=lambda s: (ok["writer", s]["val_accuracy"], -ok["writer", s]["val_loss"]))
+    return {"seed": best, "writer": ok["writer", best]["name"], "random": ok["random", best]["name"]}
+
+
 def run_jobs(jobs: list[dict], parallel: int, deadline: float, log) -> list[dict]:
     """Start jobs in order, `parallel` at a time; anything still running at the deadline is stopped."""
     queue, running, done = list(jobs), [], []
@@ -145,13 +168,7 @@ def main() -> int:
         jobs = [] if args.winner else [job("cv", r, "writer", 0, fold) for fold in folds for r in RECIPES]
         cv = run_jobs(jobs, args.parallel, start + args.budget * args.stage1_share, log)
         summary["runs"] += cv
-        ok = [r for r in cv if "error" not in r]
-        complete = [f for f in folds if all(any(r["recipe"] == name and r["val_writers"] == f for r in ok) for name in RECIPES)]
-        # No fold finished by every recipe: compare recipes on the folds each finished is unfair, so
-        # the current recipe stays.
-        score = {name: sum(round(r["val_accuracy"] * r["n_val"]) for r in ok if r["recipe"] == name and r["val_writers"] in complete)
-                 for name in RECIPES}
-        winner = max(RECIPES, key=lambda name: (score[name], -list(RECIPES).index(name))) if complete else "base"
+        winner, complete, score = choose_recipe(cv, folds)
         winner = args.winner or winner
         summary.update(cv_folds_complete=complete, cv_correct=score, winner=winner)
         log({"winner": winner, "folds": complete, "correct": score})
@@ -160,11 +177,9 @@ def main() -> int:
         jobs = [job("final", winner, split, s) for s in seeds for split in ("writer", "random")]
         final = run_jobs(jobs, args.parallel, start + args.budget, log)
         summary["runs"] += final
-        ok = {(r["split"], r["seed"]): r for r in final if "error" not in r}
-        pairs = [s for s in seeds if ("writer", s) in ok and ("random", s) in ok]
-        if pairs:
-            best = max(pairs, key=lambda s: (ok["writer", s]["val_accuracy"], -ok["writer", s]["val_loss"]))
-            summary["chosen"] = {"seed": best, "writer": ok["writer", best]["name"], "random": ok["random", best]["name"]}
+        chosen = choose_seed(final)
+        if chosen:
+            summary["chosen"] = chosen
         log({"chosen": summary.get("chosen")})
     finally:
         summary["seconds"] = round(time.time() - start, 1)
