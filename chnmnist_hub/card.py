@@ -60,9 +60,11 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
             f'model = ch.load_model("{hub_id}")   # or the hub repo it was pushed to')
     timm_load = ""
     if arch == "resnet18":
+        size = (ours.get("model_args") or {}).get("input_size", 64)
+        enlarge = f", then be enlarged to {size}x{size} with bilinear interpolation" if size != 64 else ""
         timm_load = (
             "The same folder loads with plain timm (the input must still go through "
-            "`chnmnist_hub.canonicalize`):\n\n```python\nimport timm\n"
+            f"`chnmnist_hub.canonicalize`{enlarge}):\n\n```python\nimport timm\n"
             f'net = timm.create_model("hf-hub:{hub_id}", pretrained=True)\n```\n'
         )
     fields = {

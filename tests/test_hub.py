@@ -405,3 +405,26 @@ def test_push_cnn_and_load_from_hub(local_hub, cnn, batch):
     with torch.no_grad():
         assert torch.equal(loaded.eval()(batch), cnn(batch))
     assert cnn.predict([draw_character(STROKES[2])]) == ch.load_model("alice/chnmnist-cnn").predict([draw_character(STROKES[2])])
+
+
+def test_enlarged_resnet_input_matches_plain_timm_and_card(tmp_path):
+    # A ResNet with input_size 128 enlarges the 64x64 canonical image itself; plain timm, given the
+    # enlargement that config.json and the card describe, computes the same logits.
+    import timm
+    import torch.nn.functional as F
+
+    from chnmnist_hub.hub import make_config
+
+    model = ChnmnistModel(make_config("resnet18", {"input_size": 128})).eval()
+    model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    assert cfg["pretrained_cfg"]["input_size"] == [1, 128, 128]
+    assert "enlarged to 128x128" in (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
+    loaded = ch.load_model(tmp_path / "m")
+    net = timm.create_model("resnet18", in_chans=1, num_classes=15).eval()
+    net.load_state_dict({k: v.float() for k, v in load_file(tmp_path / "m" / "model.safetensors").items()})
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        big = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
+        assert torch.allclose(net(big), loaded(x), atol=1e-4)
+        assert not torch.allclose(net(x), loaded(x), atol=1e-4)  # 64 px in is not the same model
