@@ -31,7 +31,7 @@ bench: $(STAMP)
 train-release: $(STAMP)
 	$(PY) tools/make_synth_train.py --out out/synth_train.npz
 	$(PY) train.py --model cnn --split writer --extra-train out/synth_train.npz --out runs/chnmnist-cnn
-	$(PY) train.py --model resnet18 --split writer --extra-train out/synth_train.npz --swa-epochs 6 --out runs/chnmnist-resnet18
+	$(PY) train.py --model resnet18 --split writer --extra-train out/synth_train.npz --swa-epochs 6 --input-size 128 --out runs/chnmnist-resnet18
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

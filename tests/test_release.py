@@ -17,8 +17,8 @@ TARGETS = {
     "chnmnist-resnet18": {"writer": 0.995, "sketch": 0.99, "random": 0.997},
 }
 # Targets this release does not reach; the figures are in the cards and in the note.
-# The ResNet's random twin is 1 image under its target (5 errors of 1500; 4 before weight averaging).
-MISSED = {("chnmnist-resnet18", "writer"), ("chnmnist-resnet18", "random")}
+# The ResNet's writer test is 1 image under its target (8 errors of 1500; 7 would meet it).
+MISSED = {("chnmnist-resnet18", "writer")}
 
 
 @pytest.fixture(scope="module", params=sorted(TARGETS))
