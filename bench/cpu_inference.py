@@ -36,10 +36,19 @@ def inference(ctx) -> dict:
     scan, scan_source = bl.dataset_image(ctx.data)
     bare = timm.create_model("resnet18", in_chans=1, num_classes=15).eval()
     canon = ch.canonicalize(sketch)  # (1, 64, 64)
-    x1 = canon[None]  # (1, 1, 64, 64): the bare model sees the same tensor the wrapped one does
+    x1 = canon[None]  # (1, 1, 64, 64)
     xb = canon[None].repeat(256, 1, 1, 1).contiguous()
+    # The bare model sees the tensor the bundled ResNet's network sees: the canonical image
+    # enlarged to its input size. A 64-px forward is timed too, as a reference when they differ.
+    size = resnet.input_size
+    xin = torch.nn.functional.interpolate(x1, size=(size, size), mode="bilinear", align_corners=False) if size != 64 else x1
+    xbin = xin.repeat(256, 1, 1, 1).contiguous()
 
     def bare_single():
+        with torch.inference_mode():
+            bare(xin)
+
+    def bare_single_64():
         with torch.inference_mode():
             bare(x1)
 
@@ -64,6 +73,7 @@ def inference(ctx) -> dict:
 
     cases = {
         "bare_resnet_forward": bare_single,
+        **({"bare_resnet_forward_64": bare_single_64} if size != 64 else {}),
         "cnn_predict": lambda: cnn.predict([sketch]),
         "resnet_predict": lambda: resnet.predict([sketch]),
         "both_predict_canonical": both,
@@ -78,14 +88,16 @@ def inference(ctx) -> dict:
     n, warm, limit = (20, 3, 30.0) if q else (200, 10, 120.0)
     single, single_cut = bl.interleaved(cases, n=n, warmup=warm, max_seconds=limit)
 
-    def bare_batch():
+    def bare_batch(x):
         with torch.inference_mode():
-            bare(xb)
+            bare(x)
 
     n, warm, limit = (2, 1, 30.0) if q else (10, 2, 90.0)
-    batch, batch_cut = bl.interleaved({"bare_resnet_forward_256": bare_batch,
-                                       "resnet_predict_canonical_256": lambda: resnet.predict_canonical(xb)},
-                                      n=n, warmup=warm, max_seconds=limit)
+    batch_cases = {"bare_resnet_forward_256": lambda: bare_batch(xbin),
+                   "resnet_predict_canonical_256": lambda: resnet.predict_canonical(xb)}
+    if size != 64:
+        batch_cases["bare_resnet_forward_256_64"] = lambda: bare_batch(xb)
+    batch, batch_cut = bl.interleaved(batch_cases, n=n, warmup=warm, max_seconds=limit)
 
     p50 = lambda d, k: d[k].get("p50_ms")
     ratios = {
@@ -96,14 +108,19 @@ def inference(ctx) -> dict:
         "both_canonicalize_1_thread_vs_bare": bl.ratio(p50(single, "both_canonicalize_1_thread"), p50(single, "bare_resnet_forward")),
         "batch_vs_bare": bl.ratio(p50(batch, "resnet_predict_canonical_256"), p50(batch, "bare_resnet_forward_256")),
     }
+    if size != 64:
+        ratios["both_single_vs_bare_64"] = bl.ratio(p50(single, "both_predict_canonical"), p50(single, "bare_resnet_forward_64"))
+        ratios["batch_vs_bare_64"] = bl.ratio(p50(batch, "resnet_predict_canonical_256"), p50(batch, "bare_resnet_forward_256_64"))
     both_ms = p50(single, "both_predict_canonical")
     breakdown = {k: {"p50_ms": p50(single, k), "share_of_both": bl.ratio(p50(single, k), both_ms)}
                  for k in ("canonicalize_sketch", "cnn_predict_canonical", "resnet_predict_canonical")}
     return {
         "models": info,
         "torch_threads": threads,
+        "bare_input_size": size,
         "inputs": {"sketch": f"{sketch.shape[1]}x{sketch.shape[0]} RGBA numpy, black strokes (brush ~10 px) on transparent (bench/benchlib.py sketch_image)",
-                   "scan64": scan_source, "batch": "256 copies of the sketch's canonical 1x64x64 tensor"},
+                   "scan64": scan_source, "batch": "256 copies of the sketch's canonical 1x64x64 tensor",
+                   "bare": f"(1, 1, {size}, {size}), the canonical sketch enlarged as the bundled ResNet-18 enlarges it"},
         "single": single, "single_stopped_by_time_limit": single_cut,
         "batch": batch, "batch_stopped_by_time_limit": batch_cut,
         "ratios": ratios, "targets": TARGETS,

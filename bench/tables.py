@@ -130,8 +130,13 @@ def render_inference(a: dict) -> str:
     base = single.get("bare_resnet_forward", {})
     out.append("Baseline in the same process, timed alternately with every row: a bare "
                "`timm.create_model(\"resnet18\", in_chans=1, num_classes=15).eval()` forward under `torch.inference_mode()` "
-               f"on a (1, 1, 64, 64) tensor: p50 {f(base.get('p50_ms'), 2)} ms, p99 {f(base.get('p99_ms'), 2)} ms "
+               f"on {inp.get('bare', 'a (1, 1, 64, 64) tensor')}: p50 {f(base.get('p50_ms'), 2)} ms, p99 {f(base.get('p99_ms'), 2)} ms "
                f"(n = {base.get('n')}).\n")
+    b64, r = single.get("bare_resnet_forward_64"), a.get("ratios", {})
+    if b64:
+        out.append(f"For reference, the same bare forward on the 64×64 canonical tensor: p50 {f(b64.get('p50_ms'), 2)} ms; against it "
+                   f"both models on one drawing are {x(r.get('both_single_vs_bare_64'))} and the batch of 256 "
+                   f"{x(r.get('batch_vs_bare_64'))} (the bundled ResNet-18 enlarges the canonical image to {a.get('bare_input_size')}×{a.get('bare_input_size')}).\n")
     rows = []
     for key, label in SINGLE_ROWS:
         r = single.get(key, {})
