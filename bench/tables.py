@@ -338,6 +338,11 @@ def summary(results: dict) -> str:
                       ("batch_vs_bare", "ResNet-18 `predict_canonical` on 256 images against the bare batch forward")):
         if r.get(key) is not None and key in t:
             lines.append(f"- {what}: **{x(r[key])}** (target ≤ {t[key]}×: {'met' if r[key] <= t[key] else 'not met'})")
+    size = inf.get("bare_input_size")
+    if size and size != 64:
+        lines += ["", f"The bare forward is on the {size}×{size} input the bundled ResNet-18's network sees (it enlarges the "
+                      f"64×64 canonical image). Against a bare forward on the 64×64 image instead: one drawing "
+                      f"{x(r.get('both_single_vs_bare_64'))}, the batch of 256 {x(r.get('batch_vs_bare_64'))}."]
     return "\n".join(lines) + "\n"
 
 
