@@ -498,10 +498,15 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def without_resume(args: list[str]) -> list[str]:
+    """A recorded command's arguments less --resume: where a run picked up says nothing about how
+    to make it; the same command without it makes the same model."""
+    return [a for a in args if a != "--resume"]
+
+
 def command_line() -> str:
     """The command as a reader would retype it (the card shows it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = ["torchrun", f"--nproc_per_node={world}"] if "LOCAL_RANK" in os.environ else ["python"]
-    # --resume only says where a run picked up; the same command without it makes the same model.
-    args = [a for a in sys.argv[1:] if a != "--resume"]
+    args = without_resume(sys.argv[1:])
     return " ".join(shlex.quote(a) for a in [*launcher, Path(sys.argv[0]).name, *args])

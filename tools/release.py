@@ -25,7 +25,7 @@ from chnmnist_hub.card import render_card  # noqa: E402
 from chnmnist_hub.evaluate import evaluate_dataset, evaluate_folder  # noqa: E402
 from chnmnist_hub.hub import ChnmnistModel, _read_config  # noqa: E402
 from chnmnist_hub.plots import confusion_png  # noqa: E402
-from chnmnist_hub.training import canonical_examples  # noqa: E402
+from chnmnist_hub.training import canonical_examples, without_resume  # noqa: E402
 
 
 def canonical_sha1(images: np.ndarray) -> str:
@@ -34,8 +34,8 @@ def canonical_sha1(images: np.ndarray) -> str:
 
 def retyped(command: str) -> str:
     # Runs recorded before training.command_line named the launcher start with the script, and
-    # kept --resume (where a run picked up says nothing about how to make it).
-    command = " ".join(a for a in command.split(" ") if a != "--resume")
+    # kept --resume.
+    command = " ".join(without_resume(command.split(" ")))
     return "python " + command if command.startswith("train.py") else command
 
 
