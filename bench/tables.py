@@ -132,11 +132,10 @@ def render_inference(a: dict) -> str:
                "`timm.create_model(\"resnet18\", in_chans=1, num_classes=15).eval()` forward under `torch.inference_mode()` "
                f"on {inp.get('bare', 'a (1, 1, 64, 64) tensor')}: p50 {f(base.get('p50_ms'), 2)} ms, p99 {f(base.get('p99_ms'), 2)} ms "
                f"(n = {base.get('n')}).\n")
-    b64, r = single.get("bare_resnet_forward_64"), a.get("ratios", {})
+    b64 = single.get("bare_resnet_forward_64")
     if b64:
-        out.append(f"For reference, the same bare forward on the 64×64 canonical tensor: p50 {f(b64.get('p50_ms'), 2)} ms; against it "
-                   f"both models on one drawing are {x(r.get('both_single_vs_bare_64'))} and the batch of 256 "
-                   f"{x(r.get('batch_vs_bare_64'))} (the bundled ResNet-18 enlarges the canonical image to {a.get('bare_input_size')}×{a.get('bare_input_size')}).\n")
+        out.append(f"For reference, the same bare forward on the 64×64 canonical tensor: p50 {f(b64.get('p50_ms'), 2)} ms. "
+                   + against_64(a) + "\n")
     rows = []
     for key, label in SINGLE_ROWS:
         r = single.get(key, {})
@@ -338,12 +337,17 @@ def summary(results: dict) -> str:
                       ("batch_vs_bare", "ResNet-18 `predict_canonical` on 256 images against the bare batch forward")):
         if r.get(key) is not None and key in t:
             lines.append(f"- {what}: **{x(r[key])}** (target ≤ {t[key]}×: {'met' if r[key] <= t[key] else 'not met'})")
-    size = inf.get("bare_input_size")
-    if size and size != 64:
-        lines += ["", f"The bare forward is on the {size}×{size} input the bundled ResNet-18's network sees (it enlarges the "
-                      f"64×64 canonical image). Against a bare forward on the 64×64 image instead: one drawing "
-                      f"{x(r.get('both_single_vs_bare_64'))}, the batch of 256 {x(r.get('batch_vs_bare_64'))}."]
+    if "both_single_vs_bare_64" in r:
+        lines += ["", against_64(inf)]
     return "\n".join(lines) + "\n"
+
+
+def against_64(inf: dict) -> str:
+    """The inference ratios against a 64-px bare forward, for a bundled ResNet-18 that enlarges its input."""
+    r, size = inf.get("ratios") or {}, inf.get("bare_input_size")
+    return (f"The bare forward is on the {size}×{size} input the bundled ResNet-18's network sees (it enlarges the "
+            f"64×64 canonical image). Against a bare forward on the 64×64 image instead: one drawing "
+            f"{x(r.get('both_single_vs_bare_64'))}, the batch of 256 {x(r.get('batch_vs_bare_64'))}.")
 
 
 # ---------------------------------------------------------------- GPU (bench/gpu.py)

@@ -6,6 +6,7 @@ from pathlib import Path
 from string import Template
 
 from .labels import LABELS
+from .preprocess import SIZE
 
 _REPO_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card.md"
 
@@ -60,8 +61,8 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
             f'model = ch.load_model("{hub_id}")   # or the hub repo it was pushed to')
     timm_load = ""
     if arch == "resnet18":
-        size = (ours.get("model_args") or {}).get("input_size", 64)
-        enlarge = f", then be enlarged to {size}x{size} with bilinear interpolation" if size != 64 else ""
+        size = (ours.get("model_args") or {}).get("input_size", SIZE)
+        enlarge = f", then be enlarged to {size}x{size} with bilinear interpolation" if size != SIZE else ""
         timm_load = (
             "The same folder loads with plain timm (the input must still go through "
             f"`chnmnist_hub.canonicalize`{enlarge}):\n\n```python\nimport timm\n"

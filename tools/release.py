@@ -82,9 +82,11 @@ def main() -> int:
 
     test = evaluate_dataset(model, ds)
     sketch = evaluate_folder(model, ROOT / "data" / "sketchset")
-    one_view = ChnmnistModel({**config, "chnmnist": {**ours, "tta": {}}})
-    one_view.net.load_state_dict(model.net.state_dict())
-    sketch_one_view = evaluate_folder(one_view.eval(), ROOT / "data" / "sketchset")["accuracy"]
+    sketch_one_view = sketch["accuracy"]
+    if ours["tta"]:  # a one-view model has just been scored that way
+        one_view = ChnmnistModel({**config, "chnmnist": {**ours, "tta": {}}})
+        one_view.net.load_state_dict(model.net.state_dict())
+        sketch_one_view = evaluate_folder(one_view.eval(), ROOT / "data" / "sketchset")["accuracy"]
     run_metrics = json.loads((args.run / "metrics.json").read_text())
     twin = json.loads((args.random_run / "metrics.json").read_text())
     twin_ours = _read_config(args.random_run / "config.json", str(args.random_run))["chnmnist"]
