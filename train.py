@@ -21,6 +21,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="writer: suites 1-90 train (86-90 validation), 91-100 test; random: seeded stratified 900/100 per class")
     p.add_argument("--val-writers", metavar="SUITES",
                    help="writer split: the suites of 1-90 that validate, e.g. 1-10 (default 86-90); to compare recipes over other writers")
+    p.add_argument("--no-val", action="store_true",
+                   help="the validation images train too (a final fit once the recipe is chosen); nothing is validated")
+    p.add_argument("--init", metavar="MODEL_DIR",
+                   help="start from the weights of this model folder (same model and split); with --epochs 0 --swa-epochs N, "
+                        "N more averaged epochs")
     p.add_argument("--epochs", type=int, help="passes over the training set (recipe default: CNN 30, ResNet 24; seed 20)")
     p.add_argument("--lr", type=float, help="peak learning rate (ours: 0.1 with warm-up and cosine decay; seed: 1e-5 constant)")
     p.add_argument("--batch-size", type=int, help="global batch, shared among processes (ours 256, seed 64)")

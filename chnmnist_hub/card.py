@@ -81,11 +81,10 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         "sketch_accuracy": _pct(metrics.get("sketch_accuracy")),
         "random_split_accuracy": _pct(metrics.get("random_split_accuracy")),
         "weakest": weakest,
-        # "24 + 6 epochs": the schedule, then the epochs at a constant rate whose ends are averaged.
-        "epochs": str(training.get("epochs", "?")) + (f" + {training['swa_epochs']}" if training.get("swa_epochs") else ""),
+        "epochs": _epochs(training),
         "train_seconds": f"{metrics['train_seconds']:.1f}" if metrics.get("train_seconds") is not None else "?",
         "device": str(metrics.get("device", "?")),
-        "command": command or training.get("command", "(not recorded)"),
+        "command": _commands(training, command),
         "load": load,
         "timm_load": timm_load,
         "weights_dtype": ours.get("weights_dtype", "float32"),
@@ -103,6 +102,22 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         "library_version": ours.get("library_version", "?"),
     }
     return Template(_template()).safe_substitute(fields)
+
+
+def _epochs(training: dict) -> str:
+    # "24 + 6": the schedule, then the epochs at a constant rate whose ends are averaged; a run that
+    # continued other weights (--init) adds its own epochs after theirs.
+    runs = [training.get("init") or {}, training] if training.get("init") else [training]
+    parts = [str(r.get("epochs", "?")) + (f" + {r['swa_epochs']}" if r.get("swa_epochs") else "") for r in runs]
+    return " + ".join(p.removeprefix("0 + ") for p in parts)
+
+
+def _commands(training: dict, command: str | None) -> str:
+    ours = command or training.get("command", "(not recorded)")
+    init = training.get("init")
+    if not init:
+        return ours
+    return f"{init.get('command') or '(not recorded)'}\n# then, from those weights ({init.get('from')}):\n{ours}"
 
 
 def _ranges(ids: list[int]) -> str:

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from . import augment, preprocess
 from .data import Dataset, load_dataset, make_split
 from .errors import ChnmnistError
-from .hub import ChnmnistModel, _atomic_write_files, make_config
+from .hub import ChnmnistModel, _atomic_write_files, load_model, make_config
 from .labels import NUM_CLASSES
+from .models import model_args_for
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 HUB_FILES = ["config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png", "confusion_matrix.png"]
@@ -43,6 +44,8 @@ class TrainConfig:
     data: str = ""
     split: str = "writer"
     val_writers: str | None = None
+    no_val: bool = False
+    init: str | None = None
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
@@ -90,12 +93,14 @@ class TrainConfig:
         for k, v in defaults.items():
             if getattr(self, k) is None or k == "optimizer":
                 setattr(self, k, v)
-        if self.epochs < 1 or self.batch_size < 1 or not (self.lr > 0) or not math.isfinite(self.lr):
-            raise TrainingError("--epochs and --batch-size must be at least 1 and --lr a positive number")
+        if self.epochs < 0 or self.batch_size < 1 or not (self.lr > 0) or not math.isfinite(self.lr):
+            raise TrainingError("--epochs must be 0 or more, --batch-size at least 1 and --lr a positive number")
         if self.swa_lr is None:
             self.swa_lr = self.lr / 5
         if self.swa_epochs < 0 or not (self.swa_lr > 0) or not math.isfinite(self.swa_lr):
             raise TrainingError("--swa-epochs must be 0 or more and --swa-lr a positive number")
+        if self.epochs == 0 and not (self.init and self.swa_epochs):
+            raise TrainingError("--epochs 0 only continues trained weights: give --init and --swa-epochs")
         return self
 
     def model_args(self) -> dict:
@@ -243,6 +248,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     ds = load_dataset(cfg.data)
     split = make_split(ds, cfg.split, seed=cfg.seed, val_writers=cfg.val_writers)
     train_idx = split.train
+    if cfg.no_val:  # a final fit: once the recipe is chosen, the validation images train too
+        train_idx = np.sort(np.concatenate([split.train, split.val]))
+        split = type(split)(split.name, train_idx, split.val[:0], split.test, split.seed)
     if cfg.subset:
         rng = np.random.default_rng(cfg.seed)
         train_idx = np.sort(rng.choice(train_idx, size=min(cfg.subset, len(train_idx)), replace=False))
@@ -266,9 +274,17 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
                      "extra_train": Path(cfg.extra_train).name if cfg.extra_train else None, "n_extra_train": n_extra}
     if cfg.swa_epochs:
         training_info.update(swa_epochs=cfg.swa_epochs, swa_lr=cfg.swa_lr)
+    init = _init_weights(cfg, ds, split) if cfg.init else None
+    if init is not None:
+        training_info["init"] = {"from": Path(cfg.init).name, "command": init.config["chnmnist"]["training"].get("command"),
+                                 "epochs": init.config["chnmnist"]["training"].get("epochs"),
+                                 "swa_epochs": init.config["chnmnist"]["training"].get("swa_epochs")}
     config = make_config(cfg.model, cfg.model_args(), training=training_info,
                          weights_dtype="float16" if cfg.model == "resnet18" else "float32")
-    model = ChnmnistModel(config).to(device)
+    model = ChnmnistModel(config)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(cfg, model.parameters())
@@ -280,7 +296,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     swa, swa_n = {}, 0
     if cfg.resume and ckpt.exists():
         meta, swa = _load_checkpoint(ckpt, model, optimizer)
-        mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "val_writers", "seed", "batch_size", "recipe", "subset", "epochs")}
+        mine = {k: v for k, v in asdict(cfg).items() if k in ("model", "split", "val_writers", "no_val", "init", "seed", "batch_size", "recipe", "subset", "epochs")}
         theirs = {k: meta["cfg"].get(k) for k in mine}
         if mine != theirs:
             diff = ", ".join(f"{k}: {theirs[k]} -> {mine[k]}" for k in mine if mine[k] != theirs[k])
@@ -375,14 +391,16 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
                             swa[k] = p.detach().clone()
                 swa_n += 1
                 row["swa_models"] = swa_n
-            row["val_accuracy"], row["val_loss"], _ = evaluate_tensor(model, xval, yval, amp=amp)
+            if len(yval):
+                row["val_accuracy"], row["val_loss"], _ = evaluate_tensor(model, xval, yval, amp=amp)
             if cfg.track_test:
                 row["test_accuracy"], _, _ = evaluate_tensor(model, xte, yte, amp=amp)
             history.append(row)
             _write_log(out, history)
             _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "history": history, "train_seconds": train_seconds,
                                                       "seen": seen, "first_step_loss": first_loss, "cfg": asdict(cfg)}, swa)
-            msg = f"epoch {epoch + 1}/{cfg.epochs + cfg.swa_epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  val {row['val_accuracy']:.4f}"
+            msg = f"epoch {epoch + 1}/{cfg.epochs + cfg.swa_epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}"
+            msg += f"  val {row['val_accuracy']:.4f}" if len(yval) else ""
             _log(d, cfg, msg + (f"  test {row['test_accuracy']:.4f}" if cfg.track_test else "") + f"  ({epoch_seconds:.1f}s)")
         _barrier(d)
         if cfg.time_limit and train_seconds >= cfg.time_limit:
@@ -393,10 +411,13 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     if d.master:
         if swa_n:
             _use_average(model, swa, xtr, bsz)
-            acc, loss, _ = evaluate_tensor(model, xval, yval, amp=amp)
-            history[-1]["swa_val_accuracy"], history[-1]["swa_val_loss"] = acc, loss
-            _write_log(out, history)
-            _log(d, cfg, f"weights averaged over the last {swa_n} epochs: val {acc:.4f}")
+            msg = f"weights averaged over the last {swa_n} epochs"
+            if len(yval):
+                acc, loss, _ = evaluate_tensor(model, xval, yval, amp=amp)
+                history[-1]["swa_val_accuracy"], history[-1]["swa_val_loss"] = acc, loss
+                _write_log(out, history)
+                msg += f": val {acc:.4f}"
+            _log(d, cfg, msg)
         result = _finish(cfg, d, device, model, ds, canon, split, xte, yte, history, train_seconds, seen, amp, first_loss)
     _barrier(d)
     return result
@@ -405,6 +426,27 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 def _write_log(out: Path, history: list[dict]) -> None:
     # The whole log rewritten atomically: a failed write leaves the previous one.
     _atomic_write_files(out, {"metrics.jsonl": "".join(json.dumps(r) + "\n" for r in history).encode()})
+
+
+def _init_weights(cfg: TrainConfig, ds: Dataset, split) -> ChnmnistModel:
+    """The model folder --init names, after checking it can be continued here without its
+    training having seen this run's test images."""
+    try:
+        src = load_model(cfg.init)
+    except ChnmnistError as e:
+        raise TrainingError(f"--init {cfg.init}: {e}") from None
+    ours = src.config["chnmnist"]
+    if ours["model"] != cfg.model or ours["model_args"] != model_args_for(cfg.model, **cfg.model_args()):
+        raise TrainingError(f"--init {cfg.init} is a {ours['model']} with {ours['model_args']}; "
+                            f"this run trains a {cfg.model} with {model_args_for(cfg.model, **cfg.model_args())}")
+    t, mine = ours.get("training") or {}, split.describe(ds)
+    same = (t.get("data_fingerprint") == ds.fingerprint() and t.get("split") == mine["split"]
+            and (t.get("split") == "writer" or t.get("seed") == mine["seed"]) and t.get("n_test") == mine["n_test"]
+            and t.get("test_writers") == mine["test_writers"])
+    if not same:
+        raise TrainingError(f"--init {cfg.init} was not trained on this data's {cfg.split} split "
+                            f"(it says split {t.get('split')}, seed {t.get('seed')}): its training may have seen this run's test images")
+    return src
 
 
 def _use_average(model, swa: dict, images_u8: torch.Tensor, batch: int) -> None:

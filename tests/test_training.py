@@ -35,7 +35,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png", "confusion_matrix.png")
 HELP_FLAGS = ["--model", "--data", "--split", "--epochs", "--lr", "--batch-size", "--seed", "--device", "--out", "--subset",
               "--resume", "--compile", "--no-amp", "--push-to-hub", "--recipe", "--filters", "--pool", "--batchnorm",
-              "--swa-epochs", "--swa-lr", "--val-writers"]
+              "--swa-epochs", "--swa-lr", "--val-writers", "--init", "--no-val"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -496,6 +496,45 @@ def test_averaged_weights_get_batch_norm_statistics_of_canonical_images():
     expected = torch.cat(seen).mean(dim=(0, 2, 3))
     assert torch.allclose(bn.running_mean, expected, atol=1e-5)
     assert bn.momentum == 0.1  # restored for any later training
+
+
+def test_a_final_fit_continues_a_model_on_its_validation_writers_too(common, uninterrupted, tmp_path):
+    """--init DIR --no-val --epochs 0 --swa-epochs N: the finished model's weights are the start, suites
+    86-90 join the training suites, nothing is validated, and the card gives both commands."""
+    import torch
+
+    out = tmp_path / "model"
+    # A rate so small the average must stay at the --init weights: proof they were loaded.
+    ok(train("--out", out, *common, "--init", uninterrupted, "--no-val", "--epochs", "0", "--swa-epochs", "1",
+             "--swa-lr", "1e-7", "--subset", "256", "--batch-size", "128"))
+    before, after = weights(uninterrupted), weights(out)
+    params = [k for k in after if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for k in params:
+        assert torch.allclose(after[k], before[k], atol=1e-5), k
+    t = json.loads((out / "config.json").read_text(encoding="utf-8"))["chnmnist"]["training"]
+    assert t["val_writers"] == [] and t["n_val"] == 0 and t["train_writers"] == list(range(1, 91))
+    first = json.loads((uninterrupted / "config.json").read_text(encoding="utf-8"))["chnmnist"]["training"]
+    assert t["init"] == {"from": "model", "command": first["command"], "epochs": 3, "swa_epochs": None}
+    rows = jsonl(out)
+    assert len(rows) == 1 and rows[0]["swa_models"] == 1 and "val_accuracy" not in rows[0]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "Trained for 3 + 1 epochs" in card
+    assert first["command"] + "\n# then, from those weights (model):\npython train.py" in card and "--no-val" in card
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["test_accuracy"] <= 1 and m["n_test"] == 1500
+
+
+def test_init_from_another_split_or_model_fails_in_one_line(common, uninterrupted, tmp_path):
+    out = tmp_path / "model"
+    cont = ["--init", uninterrupted, "--epochs", "0", "--swa-epochs", "1", "--subset", "256"]
+    # The writer model's training suites hold random-split test images: continuing it there would leak them.
+    assert "test images" in one_line_error(train("--out", out, *common, *cont, "--split", "random"))
+    r = train("--out", out, *[a if a != "16" else "32" for a in common], *cont)
+    assert "filters" in one_line_error(r)
+    assert "--init" in one_line_error(train("--out", out, *common, "--epochs", "0", "--swa-epochs", "1", "--subset", "256"))
+    r = train("--out", out, *common, "--init", tmp_path / "nothing", "--epochs", "1", "--subset", "256")
+    assert one_line_error(r) == f"error: --init {tmp_path / 'nothing'}: model folder {tmp_path / 'nothing'} does not exist"
+    assert not out.exists()
 
 
 def test_bad_weight_averaging_settings_fail_in_one_line(common, tmp_path):
