@@ -270,3 +270,25 @@ def proc_memory(pid: int) -> dict:
     except (OSError, ValueError, IndexError):
         pass
     return out
+
+
+# A device machine sends back files of at most 16 MiB: results travel as a tar cut in parts.
+PART_BYTES = 15 * 1024 * 1024
+
+
+def tar_in_parts(members: list[tuple[Path, str]], dest: Path, stem: str, part_bytes: int = PART_BYTES) -> list[Path]:
+    """(file, name in the tar) pairs into dest/STEM.tar.part0, part1, ...; `cat` of the parts is the tar."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, arcname in members:
+            tar.add(path, arcname=arcname)
+    data = buf.getvalue()
+    dest.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i in range(0, len(data), part_bytes):
+        parts.append(dest / f"{stem}.tar.part{i // part_bytes}")
+        parts[-1].write_bytes(data[i : i + part_bytes])
+    return parts

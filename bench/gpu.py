@@ -19,6 +19,8 @@ import time
 import traceback
 from pathlib import Path
 
+from benchlib import tar_in_parts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,8 +58,6 @@ def pack(out: Path, dest: Path) -> None:
     """Results into a tar split in parts small enough to come back from the device machine.
     Weights are kept for the CNN candidates and the two best ResNet candidates (validation
     writers plus sketch set; the test writers play no part in the choice)."""
-    import tarfile
-
     runs = json.loads((out / "gpu_bench.json").read_text())["runs"]
 
     def score(r):
@@ -66,21 +66,15 @@ def pack(out: Path, dest: Path) -> None:
     resnets = sorted((r for r in runs if r.get("group") == "release" and r.get("model") == "resnet18" and "error" not in r),
                      key=score, reverse=True)
     keep = {r["name"] for r in runs if r.get("group") == "release" and r.get("model") == "cnn"} | {r["name"] for r in resnets[:2]}
-    dest.mkdir(parents=True, exist_ok=True)
-    tar_path = Path("/tmp/gpu_results.tar")
-    with tarfile.open(tar_path, "w") as tar:
-        tar.add(out / "gpu_bench.json", arcname="gpu_bench.json")
-        for folder in sorted((out / "runs").glob("*")):
-            for f in sorted(folder.iterdir()):
-                if f.name == "checkpoint.safetensors" or f.name.startswith("."):
-                    continue
-                if f.name == "model.safetensors" and folder.name not in keep:
-                    continue
-                tar.add(f, arcname=f"runs/{folder.name}/{f.name}")
-    data = tar_path.read_bytes()
-    part = 15 * 1024 * 1024
-    for i in range(0, len(data), part):
-        (dest / f"results.tar.part{i // part}").write_bytes(data[i : i + part])
+    members = [(out / "gpu_bench.json", "gpu_bench.json")]
+    for folder in sorted((out / "runs").glob("*")):
+        for f in sorted(folder.iterdir()):
+            if f.name == "checkpoint.safetensors" or f.name.startswith("."):
+                continue
+            if f.name == "model.safetensors" and folder.name not in keep:
+                continue
+            members.append((f, f"runs/{folder.name}/{f.name}"))
+    tar_in_parts(members, dest, "results")
     (dest / "gpu_bench.json").write_bytes((out / "gpu_bench.json").read_bytes())
 
 

@@ -49,3 +49,33 @@ def test_seed_without_a_finished_twin_is_not_chosen():
             final_row("random", 0, 0.99, 0.1, 0.99) | {"error": "killed"}, final_row("random", 1, 0.99, 0.1, 0.99)]
     assert gpu_recipe.choose_seed(rows)["seed"] == 1
     assert gpu_recipe.choose_seed(rows[:1]) is None
+
+
+def test_pack_sends_the_chosen_runs_without_checkpoints_in_parts_that_join_up(tmp_path):
+    import io
+    import json
+    import os
+    import tarfile
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    files = {}
+    for name in ("w-s0", "r-s0", "w-s1"):
+        (work / name).mkdir(parents=True)
+        for f in ("config.json", "model.safetensors", "checkpoint.safetensors", ".model.safetensors.tmp-1"):
+            files[f"{name}/{f}"] = os.urandom(9000 if f == "model.safetensors" else 300)
+            (work / name / f).write_bytes(files[f"{name}/{f}"])
+    summary = {"chosen": {"writer": "w-s0", "random": "r-s0"}}
+    gpu_recipe.pack(work, summary, out)
+    assert json.loads((out / "recipe_summary.json").read_text()) == summary
+    parts = sorted(out.glob("chosen.tar.part*"))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert got == {k: v for k, v in files.items() if k.split("/")[0] in ("w-s0", "r-s0")
+                   and k.split("/")[1] in ("config.json", "model.safetensors")}
+
+    # Parts of at most part_bytes; joined in order they are the tar.
+    small = gpu_recipe.tar_in_parts([(work / "w-s1" / "model.safetensors", "m")], tmp_path / "small", "x", part_bytes=4000)
+    assert [p.name for p in small] == [f"x.tar.part{i}" for i in range(len(small))] and len(small) >= 3
+    assert all(p.stat().st_size <= 4000 for p in small)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in small))) as tar:
+        assert tar.extractfile("m").read() == files["w-s1/model.safetensors"]

@@ -19,11 +19,12 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import tar_in_parts  # noqa: E402  (bench/ is not a package)
 
 # name -> train.py flags; the first is the current release recipe.
 RECIPES = {
@@ -110,17 +111,10 @@ def pack(work: Path, summary: dict, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "recipe_summary.json").write_text(json.dumps(summary, indent=2))
     chosen = summary.get("chosen") or {}
-    tar_path = work / "chosen.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for name in (chosen.get("writer"), chosen.get("random")):
-            if not name:
-                continue
-            for f in sorted((work / name).iterdir()):
-                if f.is_file() and f.name != "checkpoint.safetensors" and not f.name.startswith("."):
-                    tar.add(f, arcname=f"{name}/{f.name}")
-    data, part = tar_path.read_bytes(), 15 * 1024 * 1024
-    for i in range(0, len(data), part):
-        (dest / f"chosen.tar.part{i // part}").write_bytes(data[i : i + part])
+    members = [(f, f"{name}/{f.name}") for name in (chosen.get("writer"), chosen.get("random")) if name
+               for f in sorted((work / name).iterdir())
+               if f.is_file() and f.name != "checkpoint.safetensors" and not f.name.startswith(".")]
+    tar_in_parts(members, dest, "chosen")
 
 
 def main() -> int:

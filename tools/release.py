@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import chnmnist_hub as ch  # noqa: E402
 from chnmnist_hub import preprocess  # noqa: E402
-from chnmnist_hub.card import render_card  # noqa: E402
+from chnmnist_hub.card import render_card, training_commands  # noqa: E402
 from chnmnist_hub.evaluate import evaluate_dataset, evaluate_folder  # noqa: E402
 from chnmnist_hub.hub import ChnmnistModel, _read_config  # noqa: E402
 from chnmnist_hub.plots import confusion_png  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> int:
         "per_class_accuracy": test["per_class_accuracy"], "confusion_matrix": test["confusion_matrix"],
         "sketch_accuracy": sketch["accuracy"], "sketch_n": sketch["n"], "sketch_per_class_accuracy": sketch["per_class_accuracy"],
         "sketch_accuracy_one_view": sketch_one_view,
-        "random_split_accuracy": twin["test_accuracy"], "random_split_command": retyped(twin_cfg["command"]),
+        "random_split_accuracy": twin["test_accuracy"], "random_split_command": training_commands(twin_cfg, retyped(twin_cfg["command"])),
         "random_split_preprocess_version": twin_ours["preprocess"].get("trained_with_version", twin_ours["preprocess"]["version"]),
         "random_split_note": "measured on the twin run's own test part, without test-time views",
         "tta": ours["tta"],
