@@ -48,11 +48,18 @@ def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Stroke weight: mostly as canonicalized, sometimes a pen a pixel thinner or thicker.
     k = p["thickness"].view(b, 1, 1, 1)
-    thick = F.max_pool2d(out, 3, 1, 1)
-    thin = -F.max_pool2d(-out, (1, 2), 1, 0)
-    thin = F.pad(thin, (0, 1, 0, 0))
-    out = torch.where(k == 0, thin, torch.where(k == 5, thick, out))
+    out = torch.where(k == 0, thinner(out), torch.where(k == 5, thicker(out), out))
     return out.clamp(0, 1).pow(p["gamma"].view(b, 1, 1, 1))
+
+
+def thicker(x: torch.Tensor) -> torch.Tensor:
+    """Strokes a pixel wider on every side."""
+    return F.max_pool2d(x, 3, 1, 1)
+
+
+def thinner(x: torch.Tensor) -> torch.Tensor:
+    """Strokes a pixel narrower, taken off their right side."""
+    return F.pad(-F.max_pool2d(-x, (1, 2), 1, 0), (0, 1, 0, 0))
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -84,7 +84,7 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
         "epochs": _epochs(training),
         "train_seconds": f"{metrics['train_seconds']:.1f}" if metrics.get("train_seconds") is not None else "?",
         "device": str(metrics.get("device", "?")),
-        "command": _commands(training, command),
+        "command": training_commands(training, command),
         "load": load,
         "timm_load": timm_load,
         "weights_dtype": ours.get("weights_dtype", "float32"),
@@ -112,7 +112,7 @@ def _epochs(training: dict) -> str:
     return " + ".join(p.removeprefix("0 + ") for p in parts)
 
 
-def _commands(training: dict, command: str | None) -> str:
+def training_commands(training: dict, command: str | None) -> str:
     ours = command or training.get("command", "(not recorded)")
     init = training.get("init")
     if not init:
