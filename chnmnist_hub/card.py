@@ -107,9 +107,8 @@ def render_card(config: dict, metrics: dict | None = None, repo_id: str | None =
 def _epochs(training: dict) -> str:
     # "24 + 6": the schedule, then the epochs at a constant rate whose ends are averaged; a run that
     # continued other weights (--init) adds its own epochs after theirs.
-    runs = [training.get("init") or {}, training] if training.get("init") else [training]
-    parts = [str(r.get("epochs", "?")) + (f" + {r['swa_epochs']}" if r.get("swa_epochs") else "") for r in runs]
-    return " + ".join(p.removeprefix("0 + ") for p in parts)
+    runs = [training["init"], training] if training.get("init") else [training]
+    return " + ".join(str(n) for r in runs for n in (r.get("epochs", "?"), r.get("swa_epochs")) if n)
 
 
 def training_commands(training: dict, command: str | None) -> str:

@@ -48,7 +48,9 @@ def trained_indices(model, ds: Dataset) -> np.ndarray | None:
     if info.get("split") == "random":
         if info.get("data_fingerprint") != ds.fingerprint():
             return None
-        return make_split(ds, "random", seed=int(info.get("seed", 0))).train
+        split = make_split(ds, "random", seed=int(info.get("seed", 0)))
+        # A final fit (train.py --no-val) trained on the validation images too.
+        return np.concatenate([split.train, split.val]) if info.get("n_val") == 0 else split.train
     return None
 
 

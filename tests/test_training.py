@@ -537,6 +537,18 @@ def test_init_from_another_split_or_model_fails_in_one_line(common, uninterrupte
     assert not out.exists()
 
 
+def test_a_random_split_final_fit_counts_its_validation_images_as_trained(dataset):
+    import chnmnist_hub as ch
+    from chnmnist_hub.evaluate import trained_indices
+
+    model = ch.create_model("cnn", filters=[4, 8])
+    split = ch.make_split(dataset, "random", seed=3)
+    info = {"split": "random", "seed": 3, "data_fingerprint": dataset.fingerprint()}
+    for n_val, expected in ((750, split.train), (0, np.concatenate([split.train, split.val]))):
+        model.config["chnmnist"]["training"] = {**info, "n_val": n_val}
+        assert np.array_equal(np.sort(trained_indices(model, dataset)), np.sort(expected))
+
+
 def test_bad_weight_averaging_settings_fail_in_one_line(common, tmp_path):
     r = train("--out", tmp_path / "model", *common, "--epochs", "1", "--subset", "300", "--swa-epochs", "-1")
     assert "--swa-epochs" in one_line_error(r)

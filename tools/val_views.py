@@ -81,7 +81,8 @@ def main() -> int:
     if t.get("n_val") == 0:  # its validation suites trained too
         sys.exit(f"error: {args.model} was trained without validation images (--no-val): nothing to score views on")
     idx = split.val[: args.limit] if args.limit else split.val
-    scores = score_sets(model, preprocess.canonicalize_dataset(ds.images[idx]), ds.labels[idx])
+    # The whole dataset's canonical images are cached once computed; a subset would be computed again.
+    scores = score_sets(model, preprocess.canonicalize_dataset(ds.images)[idx], ds.labels[idx])
     result = {"model": args.model, "split": split.name, "val_writers": split.describe(ds)["val_writers"], "sets": scores}
     print(json.dumps(result, indent=1, ensure_ascii=False))
     if args.out:
