@@ -36,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="model folder to write (config.json, model.safetensors, README.md, plots, metrics)")
     p.add_argument("--subset", type=int, help="train on only this many training images (smoke runs)")
     p.add_argument("--extra-train", metavar="NPZ", help="extra synthetic training images (tools/make_synth_train.py); never the sketch set")
+    p.add_argument("--small-writing", type=float, default=0.0, metavar="SHARE",
+                   help="add this share of the training images again, shrunk to 45-75%% before canonicalisation, "
+                        "so that small or low-resolution writing is read too (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,6 +61,20 @@ def thicker(x: torch.Tensor) -> torch.Tensor:
 def thinner(x: torch.Tensor) -> torch.Tensor:
     """Strokes a pixel narrower, taken off their right side."""
     return F.pad(-F.max_pool2d(-x, (1, 2), 1, 0), (0, 1, 0, 0))
+
+
+def written_smaller(images, factors) -> np.ndarray:
+    """Raw uint8 images (N, H, W) -> the same characters as if written smaller: each shrunk by its
+    factor (area-averaged, so thin strokes fade as they would in a small or far-off drawing) and
+    centred on an empty canvas of the same size. Canonicalised afterwards like any image."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()[:, None]
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    for i, f in enumerate(factors):
+        sh, sw = max(2, round(h * float(f))), max(2, round(w * float(f)))
+        oy, ox = (h - sh) // 2, (w - sw) // 2
+        out[i, :, oy : oy + sh, ox : ox + sw] = F.interpolate(x[i : i + 1], size=(sh, sw), mode="area")[0]
+    return out[:, 0].round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -35,7 +35,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png", "confusion_matrix.png")
 HELP_FLAGS = ["--model", "--data", "--split", "--epochs", "--lr", "--batch-size", "--seed", "--device", "--out", "--subset",
               "--resume", "--compile", "--no-amp", "--push-to-hub", "--recipe", "--filters", "--pool", "--batchnorm",
-              "--swa-epochs", "--swa-lr", "--val-writers", "--init", "--no-val"]
+              "--swa-epochs", "--swa-lr", "--val-writers", "--init", "--no-val", "--small-writing"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -547,6 +547,54 @@ def test_a_random_split_final_fit_counts_its_validation_images_as_trained(datase
     for n_val, expected in ((750, split.train), (0, np.concatenate([split.train, split.val]))):
         model.config["chnmnist"]["training"] = {**info, "n_val": n_val}
         assert np.array_equal(np.sort(trained_indices(model, dataset)), np.sort(expected))
+
+
+def test_written_smaller_keeps_the_character_at_its_factor_and_centred(dataset):
+    from chnmnist_hub import augment
+
+    images = dataset.images[:40]
+    factors = np.linspace(0.45, 0.75, len(images))
+    small = augment.written_smaller(images, factors)
+    assert small.shape == images.shape and small.dtype == np.uint8
+    for big, sm, f in zip(images.astype(float), small.astype(float), factors):
+        side = round(64 * f)
+        # Area averaging keeps the ink: the total shrinks with the area (each pixel rounded by at
+        # most a half), and thin strokes fade rather than stay at full strength.
+        assert sm.sum() == pytest.approx(big.sum() * side ** 2 / 64 ** 2, rel=0.03, abs=0.5 * side ** 2)
+        assert sm.max() <= big.max()
+        ys, xs = np.nonzero(sm)
+        lo, hi = (64 - side) // 2, (64 - side) // 2 + side
+        assert lo <= ys.min() and ys.max() < hi and lo <= xs.min() and xs.max() < hi
+
+
+def test_small_writing_copies_come_only_from_the_runs_training_images(dataset):
+    from chnmnist_hub import make_split, preprocess
+    from chnmnist_hub.training import _small_writing
+
+    split = make_split(dataset, "writer")
+    train_idx = split.train[::40]
+    a = _small_writing(dataset, train_idx, 0.5, seed=0)
+    assert abs(len(a) - len(train_idx) / 2) <= 2  # all but a character shrunk to nothing
+    assert set(a.writers.tolist()) <= set(dataset.writers[train_idx].tolist())
+    assert not set(a.writers.tolist()) & set(range(86, 101))
+    assert a.images.shape[1:] == (64, 64) and a.images.reshape(len(a), -1).any(1).all()
+    # Each copy is the canonical form of a shrunk training image with its own label.
+    orig = preprocess.canonicalize_dataset(dataset.images[train_idx])
+    assert all(not any(np.array_equal(x, o) for o in orig) for x in a.images[:10])
+    b = _small_writing(dataset, train_idx, 0.5, seed=0)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(_small_writing(dataset, train_idx, 0.5, seed=1).images, a.images)
+
+
+def test_small_writing_run_records_its_copies_and_refuses_a_bad_share(common, tmp_path):
+    out = tmp_path / "model"
+    ok(train("--out", out, *common, "--epochs", "1", "--subset", "200", "--small-writing", "0.5"))
+    t = json.loads((out / "config.json").read_text(encoding="utf-8"))["chnmnist"]["training"]
+    assert t["small_writing"] == 0.5 and 95 <= t["n_small_writing"] <= 100 and t["n_train"] == 200
+    assert "--small-writing 0.5" in (out / "README.md").read_text(encoding="utf-8")
+    r = train("--out", tmp_path / "bad", *common, "--epochs", "1", "--subset", "200", "--small-writing", "1.5")
+    assert "--small-writing" in one_line_error(r)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bad_weight_averaging_settings_fail_in_one_line(common, tmp_path):
