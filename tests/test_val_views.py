@@ -37,6 +37,23 @@ def test_one_view_counts_the_models_own_errors_and_the_views_change_the_input(da
     assert centre(val_views.VIEWS["right 2 px"](x)) - centre(x) == pytest.approx(2, abs=0.3)
 
 
+def test_written_smaller_scores_count_each_writers_errors_and_blanks(dataset):
+    torch.manual_seed(0)
+    model = ch.create_model("cnn", filters=[4, 8]).eval()
+    idx = np.flatnonzero(np.isin(dataset.writers, [86, 87]))[::10]
+    raw, labels, writers = dataset.images[idx], dataset.labels[idx], dataset.writers[idx]
+    scores = val_views.score_smaller(model, raw, labels, writers, factors=(0.7, 0.02))
+    assert set(scores) == {"70%", "2%"}
+    # Shrunk to a 1-pixel square every character vanishes: all blank, all wrong.
+    assert scores["2%"]["blank"] == scores["2%"]["errors"] == len(idx)
+    s = scores["70%"]
+    assert s["n"] == len(idx) and s["blank"] == 0 and sum(s["by_writer"].values()) == s["errors"]
+    small = ch.preprocess.canonicalize_dataset(ch.augment.written_smaller(raw, [0.7] * len(raw)))
+    with torch.inference_mode():
+        wrong = int((model(torch.from_numpy(small)[:, None].float() / 255).argmax(1) != torch.from_numpy(labels)).sum())
+    assert s["errors"] == wrong
+
+
 def test_a_model_without_validation_images_is_refused_in_one_line(data_zip, tmp_path):
     model = ch.create_model("cnn", filters=[4, 8])
     config = {**model.config, "chnmnist": {**model.config["chnmnist"], "training": {"split": "writer", "n_val": 0}}}

@@ -3,6 +3,9 @@
 mean loss of the probabilities averaged over each set. A set is worth shipping only if it beats
 one view there; of these, rotations are what config.json's `chnmnist.tta.angles` can hold.
 
+It also scores the same images written smaller (shrunk before canonicalisation, as small or
+distant writing reaches the model), per validation writer: how well a model reads small writing.
+
     python tools/val_views.py models/chnmnist-resnet18 --data ../shared/data/chinese-mnist.zip
 """
 from __future__ import annotations
@@ -62,6 +65,26 @@ def score_sets(model: ch.ChnmnistModel, images_u8, labels, batch: int = 250) -> 
     return out
 
 
+SMALLER = (0.7, 0.55, 0.45)
+
+
+def score_smaller(model: ch.ChnmnistModel, raw_u8, labels, writers, factors=SMALLER) -> dict[str, dict]:
+    """{"70%": {"errors", "blank", "n", "by_writer"}, ...}: the raw images shrunk to each factor, then
+    canonicalised and read with one view. A character shrunk to nothing counts as blank and an error."""
+    out = {}
+    for f in factors:
+        canon = preprocess.canonicalize_dataset(augment.written_smaller(raw_u8, [f] * len(raw_u8)))
+        blank = ~canon.reshape(len(canon), -1).any(1)
+        x = torch.from_numpy(canon)[:, None].float() / 255
+        model.eval()
+        with torch.inference_mode():
+            pred = torch.cat([model(x[i : i + 250]).argmax(1) for i in range(0, len(x), 250)]).numpy()
+        wrong = (pred != labels) | blank
+        out[f"{round(f * 100)}%"] = {"errors": int(wrong.sum()), "blank": int(blank.sum()), "n": len(labels),
+                                     "by_writer": {str(w): int(wrong[writers == w].sum()) for w in sorted(set(writers.tolist()))}}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="model folder or hub repo id")
@@ -83,7 +106,9 @@ def main() -> int:
     idx = split.val[: args.limit] if args.limit else split.val
     # The whole dataset's canonical images are cached once computed; a subset would be computed again.
     scores = score_sets(model, preprocess.canonicalize_dataset(ds.images)[idx], ds.labels[idx])
-    result = {"model": args.model, "split": split.name, "val_writers": split.describe(ds)["val_writers"], "sets": scores}
+    smaller = score_smaller(model, ds.images[idx], ds.labels[idx], ds.writers[idx])
+    result = {"model": args.model, "split": split.name, "val_writers": split.describe(ds)["val_writers"], "sets": scores,
+              "written_smaller": smaller}
     print(json.dumps(result, indent=1, ensure_ascii=False))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
