@@ -544,6 +544,26 @@ def render_release() -> str:
                              "Test-time views", "Random-split twin", "Weakest classes (writer test)"], rows), ""])
 
 
+def render_small_writing() -> str:
+    """How the bundled models read small writing: tools/val_views.py on their validation writers."""
+    rows, factors = [], []
+    for path in sorted(RESULTS.glob("val_views-*.json")):
+        r = json.loads(path.read_text())
+        shrunk = r.get("written_smaller")
+        if not shrunk:
+            continue
+        factors = factors or list(shrunk)
+        one = r["sets"]["one view"]
+        rows.append([r["model"], f"{one['errors']} of {one['n']}"] + [f"{shrunk[k]['errors']} ({shrunk[k]['blank']} blank)" for k in factors])
+    if not rows:
+        return ""
+    return "\n".join(["## Small writing (validation writers 86-90, `tools/val_views.py`)", "",
+                      "Errors when each validation character is shrunk before canonicalisation, as small or distant "
+                      "writing reaches the model; a character shrunk to nothing counts as blank and wrong. "
+                      "Validation images only, never the test.", "",
+                      table(["Model", "Full size"] + [f"Shrunk to {k}" for k in factors], rows), ""])
+
+
 def why_missed(cpu: dict) -> list[str]:
     """Where the one-image budget goes, and what the released ResNet's test-time views (if any) cost,
     from the measured figures."""
@@ -594,6 +614,7 @@ def render_markdown(cpu: dict | None, gpu: dict | None, cpu_source: str, gpu_sou
     else:
         out += ["## CPU (`make bench`)", "", "Not measured yet: `make bench`.", ""]
     out.append(render_release())
+    out.append(render_small_writing())
     other = RESULTS / "gpu_bench_final_v2.json"
     others = [json.loads(other.read_text())] if other.exists() else []
     out.append(render_gpu(gpu, _rel(gpu_source) if gpu else "", others))

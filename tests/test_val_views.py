@@ -62,3 +62,18 @@ def test_a_model_without_validation_images_is_refused_in_one_line(data_zip, tmp_
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'm'} was trained without validation images (--no-val): nothing to score views on"]
+
+
+@pytest.mark.parametrize("name", ["chnmnist-cnn", "chnmnist-resnet18"])
+def test_benchmarks_small_writing_figures_are_the_bundled_models_own(dataset, name):
+    """bench/results/val_views-*.json (and BENCHMARKS.md's table drawn from it) hold what the bundled
+    model does today with its validation writers' characters shrunk to 70%."""
+    import json
+
+    saved = json.loads((ROOT / "bench" / "results" / f"val_views-{name.split('-')[1]}.json").read_text(encoding="utf-8"))
+    model = ch.load_model(ROOT / "models" / name)
+    idx = np.flatnonzero(np.isin(dataset.writers, model.config["chnmnist"]["training"]["val_writers"]))
+    got = val_views.score_smaller(model, dataset.images[idx], dataset.labels[idx], dataset.writers[idx], factors=(0.7,))
+    assert got["70%"] == saved["written_smaller"]["70%"]
+    row = next(l for l in (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8").splitlines() if l.startswith(f"| models/{name} | "))
+    assert f"| {got['70%']['errors']} ({got['70%']['blank']} blank) |" in row
