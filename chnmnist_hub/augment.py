@@ -71,6 +71,8 @@ def written_smaller(images, factors) -> np.ndarray:
     h, w = x.shape[-2:]
     out = torch.zeros_like(x)
     for i, f in enumerate(factors):
+        if not 0 < f <= 1:
+            raise ValueError(f"written_smaller: factor {f} is not in (0, 1]")
         sh, sw = max(2, round(h * float(f))), max(2, round(w * float(f)))
         oy, ox = (h - sh) // 2, (w - sw) // 2
         out[i, :, oy : oy + sh, ox : ox + sw] = F.interpolate(x[i : i + 1], size=(sh, sw), mode="area")[0]

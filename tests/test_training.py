@@ -565,6 +565,8 @@ def test_written_smaller_keeps_the_character_at_its_factor_and_centred(dataset):
         ys, xs = np.nonzero(sm)
         lo, hi = (64 - side) // 2, (64 - side) // 2 + side
         assert lo <= ys.min() and ys.max() < hi and lo <= xs.min() and xs.max() < hi
+    with pytest.raises(ValueError, match="not in"):
+        augment.written_smaller(images[:1], [1.2])
 
 
 def test_small_writing_copies_come_only_from_the_runs_training_images(dataset):
