@@ -514,6 +514,12 @@ def render_gpu_other(gpu: dict | None, source: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _bundled(folder: Path) -> tuple[dict, dict]:
+    """A released model folder's metrics.json ({} when absent) and config.json's `chnmnist` part."""
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    return metrics, json.loads((folder / "config.json").read_text())["chnmnist"]
+
+
 def render_release() -> str:
     """The bundled models as they are in models/: what tools/release.py measured and wrote there."""
     from chnmnist_hub.labels import LABELS
@@ -526,8 +532,7 @@ def render_release() -> str:
     for folder in sorted((ROOT / "models").glob("chnmnist-*")):
         if not (folder / "metrics.json").exists():
             continue
-        m = json.loads((folder / "metrics.json").read_text())
-        ours = json.loads((folder / "config.json").read_text())["chnmnist"]
+        m, ours = _bundled(folder)
         per = m.get("per_class_accuracy") or []
         weakest = ", ".join(f"{LABELS[i].character} {pct(per[i])}" for i in sorted(range(len(per)), key=per.__getitem__)[:3])
         views = len((ours.get("tta") or {}).get("angles") or [0])
@@ -570,7 +575,8 @@ def why_missed(cpu: dict) -> list[str]:
     folder = ROOT / "models" / "chnmnist-resnet18"
     if not (folder / "config.json").exists():
         return []
-    angles = (json.loads((folder / "config.json").read_text())["chnmnist"].get("tta") or {}).get("angles", [])
+    metrics, ours = _bundled(folder)
+    angles = (ours.get("tta") or {}).get("angles", [])
     inf = cpu.get("areas", {}).get("inference", {})
     single, ratios = inf.get("single") or {}, inf.get("ratios") or {}
     bare = (single.get("bare_resnet_forward") or {}).get("p50_ms")
@@ -581,7 +587,6 @@ def why_missed(cpu: dict) -> list[str]:
              f"`canonicalize` adds {part('canonicalize_sketch'):.2f}× and the CNN {part('cnn_predict_canonical'):.2f}×.")
     if len(angles) < 2:
         return [f"Where the one-image time goes: the released ResNet-18 runs one view per image; {parts}", ""]
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     gain = (f", which lifts its sketch-set accuracy from {pct2(metrics['sketch_accuracy_one_view'])} to {pct2(metrics['sketch_accuracy'])}"
             if "sketch_accuracy_one_view" in metrics else "")
     return [f"Why they are missed: the released ResNet-18 averages {len(angles)} test-time views (rotations "
