@@ -261,19 +261,21 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     # Every image takes the same canonical path as at inference; cached across runs.
     canon = preprocess.canonicalize_dataset(ds.images)
     to_dev = lambda idx: (torch.from_numpy(canon[idx]).to(device), torch.from_numpy(ds.labels[idx]).to(device))
-    xtr, ytr = to_dev(train_idx)
-    n_extra = 0
+    # The run's own images first, then any extra ones; moved to the device in one piece.
+    images, labels = [canon[train_idx]], [ds.labels[train_idx]]
+    n_extra = n_small = 0
     if cfg.extra_train:
         ex_images, ex_labels = _load_extra(cfg.extra_train)
         n_extra = len(ex_labels)
-        xtr = torch.cat([xtr, torch.from_numpy(preprocess.canonicalize_dataset(ex_images)).to(device)])
-        ytr = torch.cat([ytr, torch.from_numpy(ex_labels).to(device)])
-    n_small = 0
+        images.append(preprocess.canonicalize_dataset(ex_images))
+        labels.append(ex_labels)
     if cfg.small_writing:
         small = _small_writing(ds, train_idx, cfg.small_writing, cfg.seed)
         n_small = len(small)
-        xtr = torch.cat([xtr, torch.from_numpy(small.images).to(device)])
-        ytr = torch.cat([ytr, torch.from_numpy(small.labels).to(device)])
+        images.append(small.images)
+        labels.append(small.labels)
+    xtr = torch.from_numpy(np.concatenate(images)).to(device)
+    ytr = torch.from_numpy(np.concatenate(labels)).to(device)
     xval, yval = to_dev(split.val)
     xte, yte = to_dev(split.test)
 

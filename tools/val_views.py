@@ -48,15 +48,18 @@ SETS = {
 }
 
 
+def _probs(model: ch.ChnmnistModel, images_u8, view=lambda t: t, batch: int = 250) -> torch.Tensor:
+    """Class probabilities of one view of canonical uint8 images (N, 64, 64), in batches."""
+    x = torch.from_numpy(images_u8)[:, None].float() / 255
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([F.softmax(model(view(x[i : i + batch])).float(), 1) for i in range(0, len(x), batch)])
+
+
 def score_sets(model: ch.ChnmnistModel, images_u8, labels, batch: int = 250) -> dict[str, dict]:
     """{set name: {"errors", "n", "loss"}} over canonical uint8 images (N, 64, 64) and their labels."""
-    x = torch.from_numpy(images_u8)[:, None].float() / 255
     y = torch.from_numpy(labels)
-    model.eval()
-    probs = {}
-    with torch.inference_mode():
-        for name, view in {"one view": lambda t: t, **VIEWS}.items():
-            probs[name] = torch.cat([F.softmax(model(view(x[i : i + batch])).float(), 1) for i in range(0, len(x), batch)])
+    probs = {name: _probs(model, images_u8, view, batch) for name, view in {"one view": lambda t: t, **VIEWS}.items()}
     out = {}
     for name, extra in SETS.items():
         p = torch.stack([probs[k] for k in ["one view", *extra]]).mean(0)
@@ -75,10 +78,7 @@ def score_smaller(model: ch.ChnmnistModel, raw_u8, labels, writers, factors=SMAL
     for f in factors:
         canon = preprocess.canonicalize_dataset(augment.written_smaller(raw_u8, [f] * len(raw_u8)))
         blank = ~canon.reshape(len(canon), -1).any(1)
-        x = torch.from_numpy(canon)[:, None].float() / 255
-        model.eval()
-        with torch.inference_mode():
-            pred = torch.cat([model(x[i : i + 250]).argmax(1) for i in range(0, len(x), 250)]).numpy()
+        pred = _probs(model, canon).argmax(1).numpy()
         wrong = (pred != labels) | blank
         out[f"{round(f * 100)}%"] = {"errors": int(wrong.sum()), "blank": int(blank.sum()), "n": len(labels),
                                      "by_writer": {str(w): int(wrong[writers == w].sum()) for w in sorted(set(writers.tolist()))}}
